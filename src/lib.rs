@@ -1,0 +1,2 @@
+//! The bitfountain runtime: command line, torrent creation, and (as they
+//! land) the swarm engine, storage, tracker, Kenosis and benchmarks.

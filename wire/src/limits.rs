@@ -1,0 +1,112 @@
+//! Every bound that protects bitfountain from hostile input, in one place.
+//!
+//! Parsers in `wire` and `codec` take a `&Limits` instead of hard-coding
+//! numbers, so a test or a user can tighten them and a reviewer can see at a
+//! glance what an attacker is allowed to make us do. [`Limits::DEFAULT`] is
+//! what the binary uses.
+
+/// Bounds applied to everything parsed from the network, a file or a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    // --- bencode ---------------------------------------------------------
+    /// Deepest nesting of lists and dictionaries. Real torrents use 4–5
+    /// levels; 64 leaves room while keeping recursion shallow.
+    pub bencode_max_depth: usize,
+    /// Most values (integers, strings, lists, dictionaries) one document may
+    /// hold. Bounds the decoder's memory to a small multiple of this count
+    /// even for inputs made only of `le` pairs.
+    pub bencode_max_items: usize,
+
+    // --- metainfo --------------------------------------------------------
+    /// Largest .torrent file we read (also the largest metadata we accept
+    /// from peers). Big multi-file torrents reach a few MiB.
+    pub metainfo_max_size: usize,
+    /// Smallest accepted piece length: BEP 3 uses 16 KiB blocks, and a few
+    /// old torrents have smaller pieces, so allow down to 1 KiB.
+    pub min_piece_length: u32,
+    /// Largest accepted piece length. `make` produces at most 16 MiB; other
+    /// tools go to 64 MiB. Anything larger would force huge buffers.
+    pub max_piece_length: u32,
+    /// Most files in a multi-file torrent.
+    pub max_files: usize,
+    /// Most path components of one file.
+    pub max_path_depth: usize,
+    /// Longest single path component in bytes (the Linux NAME_MAX).
+    pub max_path_component: usize,
+    /// Largest total content size (1 PiB); keeps piece arithmetic far from
+    /// overflow.
+    pub max_total_length: u64,
+
+    // --- peer wire -------------------------------------------------------
+    /// Largest peer message we accept (length prefix). A PIECE carrying a
+    /// 16 KiB block is 16 KiB + 13; bitfields of huge torrents and BEP 9
+    /// metadata pieces are the other large messages.
+    pub max_message_length: u32,
+    /// Largest block a peer may request or send (BEP 3 says 16 KiB; many
+    /// clients accept up to 128 KiB requests but never send them).
+    pub max_block_length: u32,
+    /// Requests queued from one peer before further ones are rejected.
+    pub max_queued_requests: usize,
+    /// Our own outstanding requests to one peer (upper bound of the adaptive
+    /// pipeline).
+    pub max_outstanding_requests: usize,
+
+    // --- tracker ---------------------------------------------------------
+    /// Largest announce/scrape query string we parse.
+    pub tracker_max_query: usize,
+    /// Most `key=value` parameters in one query.
+    pub tracker_max_params: usize,
+    /// Most peers we hand out in one announce response.
+    pub tracker_max_numwant: u32,
+    /// Peers we hand out when the client does not say.
+    pub tracker_default_numwant: u32,
+    /// Most info-hashes in one scrape.
+    pub tracker_max_scrape_hashes: usize,
+    /// Most peers we accept from one tracker response.
+    pub tracker_max_response_peers: usize,
+
+    // --- coded transfer (codec and the bf_raptorq frames) -----------------
+    /// Largest encoding symbol ID (RFC 6330 §3.2: 24 bits).
+    pub max_esi: u32,
+    /// Extra symbols a decoder may buffer beyond K for one piece.
+    pub decoder_spare_symbols: u32,
+    /// Decode attempts per piece before giving up on the symbols held.
+    pub decode_attempts: u32,
+    /// Most symbols one symbol request or symbols message may cover.
+    pub max_symbols_per_message: u32,
+}
+
+impl Limits {
+    /// The defaults the `bitfountain` binary runs with.
+    pub const DEFAULT: Limits = Limits {
+        bencode_max_depth: 64,
+        bencode_max_items: 4_000_000,
+        metainfo_max_size: 64 << 20,
+        min_piece_length: 1 << 10,
+        max_piece_length: 64 << 20,
+        max_files: 1_000_000,
+        max_path_depth: 64,
+        max_path_component: 255,
+        max_total_length: 1 << 50,
+        max_message_length: (1 << 20) + 64,
+        max_block_length: 128 << 10,
+        max_queued_requests: 2000,
+        max_outstanding_requests: 2000,
+        tracker_max_query: 8 << 10,
+        tracker_max_params: 64,
+        tracker_max_numwant: 200,
+        tracker_default_numwant: 50,
+        tracker_max_scrape_hashes: 100,
+        tracker_max_response_peers: 10_000,
+        max_esi: (1 << 24) - 1,
+        decoder_spare_symbols: 8,
+        decode_attempts: 3,
+        max_symbols_per_message: 1024,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
