@@ -1,2 +1,9 @@
-//! The bitfountain runtime: command line, torrent creation, and (as they
-//! land) the swarm engine, storage, tracker, Kenosis and benchmarks.
+//! The bitfountain runtime: command line, torrent creation, and the swarm
+//! engine, storage, tracker, Kenosis, benchmarks and user interfaces.
+
+pub mod cli;
+pub mod fsutil;
+pub mod logging;
+pub mod make;
+pub mod show;
+pub mod ui;

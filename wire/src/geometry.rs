@@ -121,3 +121,105 @@ mod tests {
         assert!(PieceGeometry::new(1, u64::MAX).is_none());
     }
 }
+
+/// Maps ranges of a torrent's byte space onto its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpans {
+    /// `(start, length)` of every file in torrent order.
+    files: Vec<(u64, u64)>,
+    total: u64,
+}
+
+/// The part of a range that falls into one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSlice {
+    /// Index of the file in torrent order.
+    pub file: usize,
+    /// Offset inside that file.
+    pub offset: u64,
+    pub length: u64,
+}
+
+impl FileSpans {
+    /// From file lengths in torrent order; `None` if they overflow.
+    pub fn new(lengths: impl IntoIterator<Item = u64>) -> Option<Self> {
+        let mut files = Vec::new();
+        let mut total: u64 = 0;
+        for len in lengths {
+            files.push((total, len));
+            total = total.checked_add(len)?;
+        }
+        Some(FileSpans { files, total })
+    }
+
+    pub fn total_length(&self) -> u64 {
+        self.total
+    }
+
+    /// The file slices covering `[offset, offset + length)`, clipped to the
+    /// torrent's end; zero-length files never appear.
+    pub fn slices(&self, offset: u64, length: u64) -> impl Iterator<Item = FileSlice> + '_ {
+        let end = offset.saturating_add(length).min(self.total);
+        // First file whose end lies beyond `offset`.
+        let first = self
+            .files
+            .partition_point(|(start, len)| start + len <= offset);
+        self.files
+            .get(first..)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .take_while(move |(_, (start, _))| *start < end)
+            .filter(|(_, (_, len))| *len > 0)
+            .map(move |(i, (start, len))| {
+                let from = offset.max(*start);
+                let to = end.min(start + len);
+                FileSlice {
+                    file: first + i,
+                    offset: from - start,
+                    length: to - from,
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cross_files_and_skip_empty_ones() {
+        let spans = FileSpans::new([10, 0, 5, 20]).unwrap();
+        let got: Vec<_> = spans.slices(8, 10).collect();
+        assert_eq!(
+            got,
+            vec![
+                FileSlice {
+                    file: 0,
+                    offset: 8,
+                    length: 2
+                },
+                FileSlice {
+                    file: 2,
+                    offset: 0,
+                    length: 5
+                },
+                FileSlice {
+                    file: 3,
+                    offset: 0,
+                    length: 3
+                },
+            ]
+        );
+        assert_eq!(
+            spans.slices(30, 100).collect::<Vec<_>>(),
+            vec![FileSlice {
+                file: 3,
+                offset: 15,
+                length: 5
+            }]
+        );
+        assert_eq!(spans.slices(35, 1).count(), 0);
+        assert!(FileSpans::new([u64::MAX, 1]).is_none());
+    }
+}

@@ -25,7 +25,7 @@ pub mod path;
 pub mod peer;
 pub mod tracker;
 
-pub use geometry::{BlockRef, PieceGeometry, BLOCK_SIZE};
+pub use geometry::{BlockRef, FileSlice, FileSpans, PieceGeometry, BLOCK_SIZE};
 pub use ids::{InfoHash, PeerId};
 pub use limits::Limits;
 pub use metainfo::{FileEntry, Info, Metainfo, MetainfoError};

@@ -63,7 +63,7 @@ pub struct FileEntry {
 pub enum MetainfoError {
     #[error("metainfo is {size} bytes, larger than the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },
-    #[error("not valid bencode: {0}")]
+    #[error(transparent)]
     Bencode(#[from] BencodeError),
     #[error("metainfo is a {0}, not a dictionary")]
     NotADict(&'static str),

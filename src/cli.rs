@@ -1,0 +1,34 @@
+//! The command line.
+
+use clap::{Parser, Subcommand};
+
+use crate::{make, show};
+
+/// bitfountain: BitTorrent with fountain-coded transfer between capable
+/// peers and Kenosis tracker discovery.
+#[derive(Debug, Parser)]
+#[command(name = "bitfountain", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a .torrent for a file or a folder (like btmakemetafile).
+    Make(make::MakeArgs),
+    /// Describe a .torrent: name, size, pieces, info-hash, files, trackers.
+    Show(show::ShowArgs),
+}
+
+/// Runs the chosen command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Make(args) => make::run(&args),
+        Command::Show(args) => show::run(&args),
+    }
+}
