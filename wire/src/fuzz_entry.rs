@@ -10,9 +10,9 @@ use bytes::BytesMut;
 
 use crate::bencode;
 use crate::metainfo::{Info, Metainfo};
-use crate::peer::{Decoded, ExtendedHandshake, Handshake, MessageDecoder};
+use crate::peer::{Decoded, ExtendedHandshake, Handshake, MessageDecoder, PeerConn, PeerEvent};
 use crate::tracker::{AnnounceRequest, ScrapeRequest, ScrapeResponse, TrackerReply};
-use crate::Limits;
+use crate::{Bitfield, Limits, PieceGeometry};
 
 /// A fuzz entry: takes arbitrary bytes, panics only on a bug.
 pub type Entry = fn(&[u8]);
@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("tracker_announce_query", tracker_announce_query),
     ("tracker_scrape_query", tracker_scrape_query),
     ("tracker_response", tracker_response),
+    ("peer_conn", peer_conn),
 ];
 
 /// Bencode: a decoded value re-encodes to a document that decodes equal.
@@ -133,4 +134,48 @@ pub fn tracker_response(data: &[u8]) {
         assert!(resp.peers.len() <= limits.tracker_max_response_peers);
     }
     let _ = ScrapeResponse::decode(data, &limits);
+}
+
+/// The per-peer state machine fed a random message sequence: the first
+/// byte chooses fast/extended support and our pieces; the rest is a message
+/// stream. Whatever happens, the state stays within its bounds.
+pub fn peer_conn(data: &[u8]) {
+    let limits = Limits::DEFAULT;
+    let Some((&flags, stream)) = data.split_first() else {
+        return;
+    };
+    let Some(geometry) = PieceGeometry::new(32768, 32768 * 37 - 5) else {
+        return;
+    };
+    let now = std::time::Instant::now();
+    let mut conn = PeerConn::new(geometry, &limits, flags & 1 != 0, flags & 2 != 0, now);
+    let ours = if flags & 4 != 0 {
+        Bitfield::full(geometry.piece_count())
+    } else {
+        Bitfield::new(geometry.piece_count())
+    };
+    if flags & 8 != 0 {
+        conn.unchoke(now);
+    }
+    let decoder = MessageDecoder::new(limits.max_message_length);
+    let mut buf = BytesMut::from(stream);
+    let mut step = 0u32;
+    while let Ok(Decoded::Message(msg)) = decoder.decode(&mut buf) {
+        step += 1;
+        // Keep a few of our own requests outstanding so blocks can match.
+        if let Some(block) = geometry.block(step % geometry.piece_count(), 0) {
+            let _ = conn.request(block, now);
+        }
+        match conn.receive(msg, &ours, now) {
+            Ok(PeerEvent::RequestQueued) => {
+                assert!(conn.queued_requests() <= limits.max_queued_requests);
+                if step % 3 == 0 {
+                    let _ = conn.next_request();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        assert_eq!(conn.peer_pieces.len(), geometry.piece_count());
+    }
 }

@@ -16,6 +16,7 @@
 )]
 
 pub mod bencode;
+pub mod bitfield;
 pub mod fuzz_entry;
 pub mod geometry;
 pub mod ids;
@@ -25,6 +26,7 @@ pub mod path;
 pub mod peer;
 pub mod tracker;
 
+pub use bitfield::Bitfield;
 pub use geometry::{BlockRef, FileSlice, FileSpans, PieceGeometry, BLOCK_SIZE};
 pub use ids::{InfoHash, PeerId};
 pub use limits::Limits;

@@ -1,10 +1,12 @@
 //! The peer wire protocol: BEP 3 handshake and messages, BEP 6 fast
 //! extension messages, BEP 10 extended messages and handshake.
 
+pub mod conn;
 mod extension;
 mod handshake;
 mod message;
 
+pub use conn::{PeerConn, PeerEvent, Violation};
 pub use extension::{ExtendedHandshake, RaptorqCaps, EXT_HANDSHAKE_ID, RAPTORQ_EXTENSION};
 pub use handshake::{Handshake, Reserved, HANDSHAKE_LEN, PROTOCOL};
 pub use message::{Decoded, Message, MessageDecoder, MessageId};
