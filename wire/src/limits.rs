@@ -74,6 +74,10 @@ pub struct Limits {
     pub decode_attempts: u32,
     /// Most symbols one symbol request or symbols message may cover.
     pub max_symbols_per_message: u32,
+    /// Bytes of RaptorQ encoders kept for hot pieces (`codec::EncoderCache`).
+    /// An encoder holds about 2.2× its piece, so peers asking for repair
+    /// symbols of many different pieces cannot grow memory past this.
+    pub encoder_cache_bytes: usize,
 }
 
 impl Limits {
@@ -102,6 +106,7 @@ impl Limits {
         decoder_spare_symbols: 8,
         decode_attempts: 3,
         max_symbols_per_message: 1024,
+        encoder_cache_bytes: 64 << 20,
     };
 }
 
