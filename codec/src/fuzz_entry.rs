@@ -140,7 +140,8 @@ fn check_len(decoded: &DecodedPiece, expected: Option<usize>) {
 /// corrupting senders, or the hash passes and the surplus audit names them.
 ///
 /// Layout: 16-bit piece length, 8-bit content seed, then ops of 2 bytes:
-/// ESI selector and flags (bits 0-1 sender, bit 2 corrupt, bit 3 block).
+/// ESI selector and flags (bits 0-1 sender, bit 2 corrupt, bit 3 block,
+/// bit 4 do not decode yet).
 pub fn decode_roundtrip(data: &[u8]) {
     let mut input = Input(data);
     let piece_len = 1 + u32::from(input.u16() % (48 * 1024));
@@ -155,6 +156,9 @@ pub fn decode_roundtrip(data: &[u8]) {
     let limits = Limits::DEFAULT;
     let mut decoder = PieceDecoder::new(params, &limits, DigestKey::from_bytes(KEY));
     let mut corrupters = BTreeSet::new();
+    // What the decoder should hold: distinct ESIs, at most K + spare.
+    let mut held = BTreeSet::new();
+    let capacity = (k + limits.decoder_spare_symbols) as usize;
     let mut decoded = None;
     while decoded.is_none() && !input.is_empty() {
         let selector = input.u8();
@@ -163,6 +167,8 @@ pub fn decode_roundtrip(data: &[u8]) {
         let corrupt = flags & 4 != 0;
         let push = if flags & 8 != 0 {
             // A legacy block: 16 KiB at a 16 KiB offset, short at the end.
+            // Its first byte is corrupted, so it counts only if symbol
+            // offset/T is taken (not a duplicate, decoder not full).
             let offset = (u32::from(selector) * 16 * 1024) % piece_len.next_multiple_of(16 * 1024);
             let end = (offset + 16 * 1024).min(piece_len);
             let mut block = piece
@@ -170,11 +176,20 @@ pub fn decode_roundtrip(data: &[u8]) {
                 .unwrap_or_default()
                 .to_vec();
             corrupt_first(&mut block, corrupt);
-            let push = decoder.push_block(offset, &block, sender);
-            if corrupt && !block.is_empty() && accepted(&push) {
-                corrupters.insert(sender);
+            let first = offset / 1024;
+            for esi in first..end.div_ceil(1024) {
+                if held.contains(&esi) {
+                    continue;
+                }
+                if held.len() >= capacity {
+                    break;
+                }
+                held.insert(esi);
+                if esi == first && corrupt {
+                    corrupters.insert(sender);
+                }
             }
-            push
+            decoder.push_block(offset, &block, sender)
         } else {
             let esi = u32::from(selector) % (k + 32);
             let symbol = if esi < k {
@@ -185,19 +200,30 @@ pub fn decode_roundtrip(data: &[u8]) {
             let Ok(mut symbol) = symbol else { return };
             corrupt_first(&mut symbol, corrupt);
             let push = decoder.push(esi, &symbol, sender);
-            if corrupt && accepted(&push) {
-                corrupters.insert(sender);
+            let expect_taken = !held.contains(&esi) && held.len() < capacity;
+            assert_eq!(
+                !matches!(push, Push::Rejected(_)),
+                expect_taken,
+                "symbol {esi} taken"
+            );
+            if expect_taken {
+                held.insert(esi);
+                if corrupt {
+                    corrupters.insert(sender);
+                }
             }
             push
         };
+        assert_eq!(decoder.buffered() as usize, held.len(), "symbols held");
         decoded = match push {
             Push::Decoded(d) => Some(d),
-            Push::ReadyToDecode => match decoder.decode() {
-                DecodeStep::Decoded(d) => Some(d),
-                _ => None,
-            },
+            // Deferring lets surplus symbols pile up before the decode.
+            Push::ReadyToDecode if flags & 16 == 0 => decoded_piece(decoder.decode()),
             _ => None,
         };
+    }
+    if decoded.is_none() && decoder.buffered() >= k {
+        decoded = decoded_piece(decoder.decode());
     }
     let Some(decoded) = decoded else { return };
     let corrupters: Vec<_> = corrupters.into_iter().collect();
@@ -218,15 +244,17 @@ pub fn decode_roundtrip(data: &[u8]) {
     }
 }
 
+fn decoded_piece(step: DecodeStep) -> Option<DecodedPiece> {
+    match step {
+        DecodeStep::Decoded(d) => Some(d),
+        _ => None,
+    }
+}
+
 fn corrupt_first(bytes: &mut [u8], corrupt: bool) {
     if let (true, Some(b)) = (corrupt, bytes.first_mut()) {
         *b ^= 0x5a;
     }
-}
-
-/// Whether a push stored the symbol (every outcome but a rejection).
-fn accepted(push: &Push) -> bool {
-    !matches!(push, Push::Rejected(_))
 }
 
 /// Outer-code rebuild from a subset of original and repair pieces, some of
