@@ -23,6 +23,8 @@ pub enum Command {
     Make(make::MakeArgs),
     /// Describe a .torrent: name, size, pieces, info-hash, files, trackers.
     Show(show::ShowArgs),
+    /// Run an HTTP tracker (like bttrack.py --port 6969 --dfile dstate).
+    Track(crate::tracker::TrackArgs),
 }
 
 /// Runs the chosen command.
@@ -30,5 +32,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Make(args) => make::run(&args),
         Command::Show(args) => show::run(&args),
+        Command::Track(args) => crate::tracker::run(&args),
     }
 }

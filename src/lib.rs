@@ -6,4 +6,5 @@ pub mod fsutil;
 pub mod logging;
 pub mod make;
 pub mod show;
+pub mod tracker;
 pub mod ui;

@@ -64,6 +64,34 @@ pub struct Limits {
     pub tracker_max_scrape_hashes: usize,
     /// Most peers we accept from one tracker response.
     pub tracker_max_response_peers: usize,
+    /// Most swarms a tracker keeps; announces that would start another are
+    /// refused. With no allow-list anyone can invent info-hashes, so memory
+    /// must be bounded by count, not by trust.
+    pub tracker_max_swarms: usize,
+    /// Most peers a tracker keeps over all swarms (about 60–80 bytes each).
+    pub tracker_max_peers: usize,
+    /// Largest request head (request line + headers) the tracker reads.
+    /// Above it the HTTP layer answers 431. Leaves room for a query of
+    /// `tracker_max_query` bytes so that one gets the tracker's own 414.
+    pub tracker_max_header_bytes: usize,
+    /// Most header lines in one request (real clients send fewer than 10).
+    pub tracker_max_headers: usize,
+    /// Seconds a client may take to send a complete request head, and the
+    /// longest a keep-alive connection may sit idle (slowloris defence).
+    pub tracker_header_timeout_secs: u32,
+    /// Most open connections to the tracker.
+    pub tracker_max_connections: usize,
+    /// Most open connections from one IPv4 address or IPv6 /64, so one
+    /// address cannot take every connection slot.
+    pub tracker_max_connections_per_ip: usize,
+    /// Sustained requests per second allowed from one IPv4 address or IPv6
+    /// /64 (token bucket; 0 disables the limit). Clients announce every
+    /// few minutes, so this only bites floods and very large NATs.
+    pub tracker_rate_per_ip: u32,
+    /// Token-bucket depth: requests one address may send in a burst.
+    pub tracker_rate_burst: u32,
+    /// Most info-hashes in a tracker allow-list (file or folder).
+    pub tracker_max_allowed: usize,
 
     // --- coded transfer (codec and the bf_raptorq frames) -----------------
     /// Largest encoding symbol ID (RFC 6330 §3.2: 24 bits).
@@ -102,6 +130,16 @@ impl Limits {
         tracker_default_numwant: 50,
         tracker_max_scrape_hashes: 100,
         tracker_max_response_peers: 10_000,
+        tracker_max_swarms: 1_000_000,
+        tracker_max_peers: 5_000_000,
+        tracker_max_header_bytes: 32 << 10,
+        tracker_max_headers: 64,
+        tracker_header_timeout_secs: 15,
+        tracker_max_connections: 4096,
+        tracker_max_connections_per_ip: 256,
+        tracker_rate_per_ip: 50,
+        tracker_rate_burst: 200,
+        tracker_max_allowed: 1_000_000,
         max_esi: (1 << 24) - 1,
         decoder_spare_symbols: 8,
         decode_attempts: 3,
