@@ -349,11 +349,7 @@ fn libtorrent_seeds_aria2_downloads() {
         (Some(1), Some(1))
     );
     let log = scene.tracker.stdout_text();
-    let last = log
-        .lines()
-        .filter(|l| l.starts_with(LEECH_IP))
-        .last()
-        .unwrap();
+    let last = log.lines().rev().find(|l| l.starts_with(LEECH_IP)).unwrap();
     assert!(
         last.contains("event=stopped") && last.contains("left=0&"),
         "{last}"
