@@ -107,16 +107,13 @@ impl PieceEncoder {
         count: u32,
     ) -> Result<impl Iterator<Item = Vec<u8>> + '_, CodecError> {
         let k = self.params.k();
-        let last = first_esi.checked_add(count.saturating_sub(1));
-        match last {
-            Some(last) if first_esi >= k && last <= MAX_ESI => {}
-            _ => {
-                return Err(CodecError::EsiOutOfRange {
-                    esi: if first_esi < k { first_esi } else { u32::MAX },
-                    min: k,
-                    max: MAX_ESI,
-                })
-            }
+        let last = first_esi.saturating_add(count.saturating_sub(1));
+        if first_esi < k || last > MAX_ESI {
+            return Err(CodecError::EsiOutOfRange {
+                esi: if first_esi < k { first_esi } else { last },
+                min: k,
+                max: MAX_ESI,
+            });
         }
         // One symbol per raptorq call keeps memory flat however many symbols
         // a caller asks for; the per-call setup is a few integer operations.
@@ -282,9 +279,17 @@ mod tests {
     fn repair_esi_bounds() {
         let p = PieceParams::new(4096, SymbolSize::T1024).unwrap();
         let enc = PieceEncoder::new(p, &piece(4096, 0)).unwrap();
-        assert!(enc.repair_symbols(3, 1).is_err());
-        assert!(enc.repair_symbols(MAX_ESI, 2).is_err());
-        assert!(enc.repair_symbols(u32::MAX, 1).is_err());
+        let err = |first, count| enc.repair_symbols(first, count).err();
+        let range = |esi| {
+            Some(CodecError::EsiOutOfRange {
+                esi,
+                min: 4,
+                max: MAX_ESI,
+            })
+        };
+        assert_eq!(err(3, 1), range(3));
+        assert_eq!(err(MAX_ESI, 2), range(MAX_ESI + 1));
+        assert_eq!(err(u32::MAX, 1), range(u32::MAX));
         assert_eq!(enc.repair_symbol(MAX_ESI).unwrap().len(), 1024);
         assert_eq!(enc.repair_symbols(4, 0).unwrap().count(), 0);
     }

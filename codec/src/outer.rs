@@ -106,7 +106,10 @@ impl OuterCode {
                 max: MAX_SOURCE_SYMBOLS,
             });
         }
-        if n.checked_add(repair_count).is_none_or(|end| end > MAX_ESI) {
+        // Repair ESIs run N .. N + R - 1 and must fit in 24 bits.
+        if n.checked_add(repair_count)
+            .is_none_or(|end| end > MAX_ESI + 1)
+        {
             return Err(OuterError::TooManyRepairPieces {
                 count: repair_count,
                 pieces: n,

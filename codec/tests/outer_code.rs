@@ -240,7 +240,14 @@ fn limits_are_checked() {
     assert_eq!(err.action(), Action::FixCaller);
     let max = PieceGeometry::new(1024, 56_403 * 1024).unwrap();
     assert!(OuterCode::new(max, SymbolSize::T1024, 100).is_ok());
-    assert!(OuterCode::new(max, SymbolSize::T1024, (1 << 24) - 56_403).is_err());
+    assert!(OuterCode::new(max, SymbolSize::T1024, (1 << 24) - 56_403).is_ok());
+    assert_eq!(
+        OuterCode::new(max, SymbolSize::T1024, (1 << 24) - 56_402),
+        Err(OuterError::TooManyRepairPieces {
+            count: (1 << 24) - 56_402,
+            pieces: 56_403
+        })
+    );
     assert_eq!(OuterCode::repair_count_for(1000, 0), 0);
     assert_eq!(OuterCode::repair_count_for(1000, 10), 102);
     assert_eq!(OuterCode::repair_count_for(7, 10), 3);

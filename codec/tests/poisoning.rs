@@ -101,10 +101,12 @@ fn hash_failure_detected_and_exactly_the_poisoners_named() {
                 .collect()
         };
         assert!(!poisoners.is_empty());
+        let mut corrupted = Vec::new();
         for p in &poisoners {
             let mine: Vec<usize> = (0..k).filter(|i| symbols[*i].2 == *p).collect();
             let n = rng.random_range(1..=3).min(mine.len());
             for &i in mine.choose_multiple(&mut rng, n) {
+                corrupted.push(i);
                 let (esi, bytes, _) = &mut symbols[i];
                 // Only the piece's bytes of a last source symbol may change:
                 // non-zero padding is rejected on arrival (tested apart).
@@ -152,6 +154,17 @@ fn hash_failure_detected_and_exactly_the_poisoners_named() {
         assert_eq!(
             provenance.attribute(&piece).unwrap(),
             expected,
+            "trial {trial}"
+        );
+        // And the per-symbol digests say exactly which symbols were bad.
+        corrupted.sort_unstable();
+        let bad: Vec<(SenderId, u32)> = corrupted
+            .iter()
+            .map(|i| (symbols[*i].2, symbols[*i].0))
+            .collect();
+        assert_eq!(
+            provenance.bad_symbols(&piece).unwrap(),
+            bad,
             "trial {trial}"
         );
         // A "good copy" that is not good is refused, never used to blame.
