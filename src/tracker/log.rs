@@ -96,13 +96,15 @@ impl AccessLog {
         if chunk.is_empty() {
             return;
         }
-        let lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
-        match tx.map(|tx| tx.try_send(chunk)) {
-            Some(Ok(())) => {}
-            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
-                self.dropped_lines.fetch_add(lines, Ordering::Relaxed);
-            }
-        }
+        let lost = match tx {
+            Some(tx) => match tx.try_send(chunk) {
+                Ok(()) => return,
+                Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => c,
+            },
+            None => chunk,
+        };
+        let lines = lost.iter().filter(|b| **b == b'\n').count() as u64;
+        self.dropped_lines.fetch_add(lines, Ordering::Relaxed);
     }
 
     /// Hands whatever is buffered to the writer (called a few times a second).
@@ -139,11 +141,18 @@ impl AccessLog {
 /// overlong text.
 fn escape_into(out: &mut Vec<u8>, text: &[u8]) {
     let cut = text.len() > MAX_REQUEST_LINE;
-    for &b in text.iter().take(MAX_REQUEST_LINE) {
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
-            out.push(b);
-        } else {
-            let _ = write!(out, "\\x{b:02x}");
+    let text = text.get(..MAX_REQUEST_LINE).unwrap_or(text);
+    let safe = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    // Request targets are URI characters, so the copy is usually one piece.
+    if text.iter().all(|b| safe(*b)) {
+        out.extend_from_slice(text);
+    } else {
+        for &b in text {
+            if safe(b) {
+                out.push(b);
+            } else {
+                let _ = write!(out, "\\x{b:02x}");
+            }
         }
     }
     if cut {

@@ -437,3 +437,71 @@ async fn run_tracker(
     }
     saved
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wire::tracker::{percent_encode, TrackerReply};
+
+    async fn get(addr: SocketAddr, target: &str, host: &str) -> Vec<u8> {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        buf.split_off(end + 4)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_process_tracker_with_hook_and_dfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let dfile = dir.path().join("dstate");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let config = TrackerConfig {
+            dfile: Some(dfile.clone()),
+            on_announce: Some(AnnounceHook(Arc::new(move |a: &AnnounceSeen<'_>| {
+                let mut v = sink.lock().unwrap();
+                v.push((a.host.map(str::to_owned), a.info_hash, a.peer));
+            }))),
+            ..TrackerConfig::local()
+        };
+        let tracker = Tracker::bind(config.clone()).await.unwrap();
+        let addr = tracker.local_addr();
+        assert!(addr.ip().is_loopback() && addr.port() != 0);
+        assert_eq!(tracker.announce_url(), format!("http://{addr}/announce"));
+        let hash = InfoHash([0x25; 20]);
+        let query = format!(
+            "info_hash={}&peer_id=-BF0001-abcdefghijkl&port=6881&left=0&event=started",
+            percent_encode(&hash.0)
+        );
+        let host = "0123abcd.bt.kenosisp2p.org:6969";
+        let body = get(addr, &format!("/announce?{query}"), host).await;
+        let reply = TrackerReply::decode(&body, &Limits::DEFAULT).unwrap();
+        assert!(
+            matches!(reply, TrackerReply::Announce(ref r) if r.complete == 1 && r.interval == 30)
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(
+                Some(host.to_owned()),
+                hash,
+                "127.0.0.1:6881".parse().unwrap()
+            )]
+        );
+        let stats = tracker.stats();
+        assert_eq!((stats.swarms, stats.peers, stats.seeders), (1, 1, 1));
+        tracker.shutdown().await.unwrap();
+        assert!(dfile.exists());
+
+        // The same dfile brings the swarm back in a new tracker.
+        let again = Tracker::bind(config).await.unwrap();
+        assert_eq!(again.stats().peers, 1);
+        let json = get(again.local_addr(), "/stats", "x").await;
+        let stats: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(stats["seeders"], 1);
+        drop(again);
+    }
+}

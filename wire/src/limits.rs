@@ -75,6 +75,8 @@ pub struct Limits {
     /// `tracker_max_query` bytes so that one gets the tracker's own 414.
     pub tracker_max_header_bytes: usize,
     /// Most header lines in one request (real clients send fewer than 10).
+    /// 100 is also hyper's own default, which it checks without a heap
+    /// allocation per request; other values cost one.
     pub tracker_max_headers: usize,
     /// Seconds a client may take to send a complete request head, and the
     /// longest a keep-alive connection may sit idle (slowloris defence).
@@ -133,7 +135,7 @@ impl Limits {
         tracker_max_swarms: 1_000_000,
         tracker_max_peers: 5_000_000,
         tracker_max_header_bytes: 32 << 10,
-        tracker_max_headers: 64,
+        tracker_max_headers: 100,
         tracker_header_timeout_secs: 15,
         tracker_max_connections: 4096,
         tracker_max_connections_per_ip: 256,
