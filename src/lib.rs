@@ -6,5 +6,6 @@ pub mod fsutil;
 pub mod logging;
 pub mod make;
 pub mod show;
+pub mod storage;
 pub mod tracker;
 pub mod ui;

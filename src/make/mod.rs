@@ -1,10 +1,8 @@
 //! `bitfountain make`: writes a .torrent for a file or a folder, as the
 //! seeds' `btmakemetafile` / `maketorrent-console` did.
 
-mod hash;
 mod walk;
 
-pub use hash::{hash_content, hash_pieces, ContentReader};
 pub use walk::{collect, is_published, SourceFile};
 
 use std::path::{Path, PathBuf};
@@ -13,8 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use wire::bencode::OwnedValue;
-use wire::{Limits, Metainfo};
+use wire::{Limits, Metainfo, PieceGeometry};
 
+use crate::storage::{hash_content, hash_pieces, FileSet};
 use crate::ui::{human_bytes, Progress};
 
 /// The magic tracker argument that asks for a Kenosis announce URL.
@@ -146,12 +145,13 @@ pub fn make_torrent(args: &MakeArgs, show_progress: bool) -> Result<MadeTorrent>
         );
     }
     let piece_length = args.piece_size.unwrap_or_else(|| auto_piece_size(total));
-    let reader = ContentReader::open(
-        &files
-            .iter()
-            .map(|f| (f.disk_path.clone(), f.length))
-            .collect::<Vec<_>>(),
-    )?;
+    let sources: Vec<(PathBuf, u64)> = files
+        .iter()
+        .map(|f| (f.disk_path.clone(), f.length))
+        .collect();
+    let reader = FileSet::open_read(&sources)?;
+    let geometry =
+        PieceGeometry::new(piece_length, total).context("too many pieces for this piece size")?;
 
     // Check every argument before the (long) hashing starts.
     let kenosis = args.url == KENOSIS_MAGIC;
@@ -179,7 +179,8 @@ pub fn make_torrent(args: &MakeArgs, show_progress: bool) -> Result<MadeTorrent>
         total,
         show_progress.then_some(Duration::from_secs(5)),
     );
-    let pieces = hash_pieces(&reader, piece_length, |done| progress.set(done))?;
+    let all: Vec<u32> = (0..geometry.piece_count()).collect();
+    let pieces = hash_pieces(&reader, geometry, &all, |done| progress.set(done))?;
     progress.finish();
 
     let announce = if kenosis {

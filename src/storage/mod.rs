@@ -1,0 +1,170 @@
+//! Storage of one torrent's data: files mapped onto pieces, writes and
+//! hashing off the async reactor (callers use `spawn_blocking`), resume data
+//! recorded only for durable pieces, and a re-check when it is missing or
+//! wrong.
+
+mod check;
+mod fileset;
+pub mod resume;
+
+pub use check::{hash_content, hash_pieces};
+pub use fileset::FileSet;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use sha1::{Digest, Sha1};
+use wire::{Bitfield, Info, InfoHash, PieceGeometry};
+
+/// How existing data was found at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartState {
+    /// Resume data was valid; `rechecked` pieces outside it were hashed.
+    Resumed { rechecked: u32 },
+    /// No usable resume data (`reason`); the data on disk was re-checked.
+    Rechecked { reason: String },
+}
+
+/// The files of one torrent on disk.
+pub struct Storage {
+    files: FileSet,
+    geometry: PieceGeometry,
+    piece_hashes: Vec<[u8; 20]>,
+    info_hash: InfoHash,
+    lengths: Vec<u64>,
+    resume_path: PathBuf,
+    /// File sizes on disk before we extended anything, for the resume check.
+    sizes_before_open: Vec<u64>,
+}
+
+impl Storage {
+    /// Opens or creates the files of `info` at `saveas`: the file itself for
+    /// a single-file torrent, a folder for a multi-file one.
+    pub fn open(info: &Info, saveas: &Path) -> io::Result<Self> {
+        let lengths: Vec<u64> = info.files.iter().map(|f| f.length).collect();
+        let files = if info.single_file {
+            FileSet::open_single(saveas, info.total_length())?
+        } else {
+            let rel: Vec<_> = info
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.length))
+                .collect();
+            FileSet::open_beneath(saveas, &rel)?
+        };
+        let sizes_before_open = files.disk_sizes()?;
+        files.extend_to(&lengths)?;
+        Ok(Storage {
+            files,
+            geometry: info.geometry,
+            piece_hashes: info.pieces.clone(),
+            info_hash: info.info_hash,
+            lengths,
+            resume_path: resume::resume_path(saveas),
+            sizes_before_open,
+        })
+    }
+
+    pub fn geometry(&self) -> PieceGeometry {
+        self.geometry
+    }
+
+    pub fn resume_path(&self) -> &Path {
+        &self.resume_path
+    }
+
+    /// Finds the verified pieces already on disk: trusts valid resume data
+    /// and hashes only pieces outside it that hold data; without usable
+    /// resume data, hashes every piece that holds data. Blocking.
+    pub fn check_existing(
+        &self,
+        on_progress: impl FnMut(u64),
+    ) -> io::Result<(Bitfield, StartState)> {
+        let count = self.geometry.piece_count();
+        let (mut have, reason) = match resume::load(
+            &self.resume_path,
+            self.info_hash,
+            count,
+            &self.sizes_before_open,
+        ) {
+            Ok(have) => (have, None),
+            Err(why) => (Bitfield::new(count), Some(why)),
+        };
+        // Pieces lying wholly in holes were never written: skip them.
+        let candidates: Vec<u32> = (0..count)
+            .filter(|&i| !have.has(i))
+            .filter(|&i| {
+                let len = u64::from(self.geometry.piece_size(i).unwrap_or(0));
+                self.files.may_have_data(self.geometry.piece_offset(i), len)
+            })
+            .collect();
+        let hashes = hash_pieces(&self.files, self.geometry, &candidates, on_progress)?;
+        for (&index, hash) in candidates.iter().zip(&hashes) {
+            if self.piece_hashes.get(index as usize) == Some(hash) {
+                have.set(index);
+            }
+        }
+        let state = match reason {
+            None => StartState::Resumed {
+                rechecked: candidates.len() as u32,
+            },
+            Some(reason) => StartState::Rechecked { reason },
+        };
+        Ok((have, state))
+    }
+
+    /// Reads `buf.len()` bytes of piece `index` starting at `begin`. Blocking.
+    pub fn read(&self, index: u32, begin: u32, buf: &mut [u8]) -> io::Result<()> {
+        self.files
+            .read_exact_at(self.geometry.piece_offset(index) + u64::from(begin), buf)
+    }
+
+    /// Reads a whole piece. Blocking.
+    pub fn read_piece(&self, index: u32) -> io::Result<Vec<u8>> {
+        let len = self
+            .geometry
+            .piece_size(index)
+            .ok_or_else(|| bad_index(index))?;
+        let mut buf = vec![0u8; len as usize];
+        self.read(index, 0, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Whether `data` is piece `index` (SHA-1 against the torrent). CPU-bound.
+    pub fn verify(&self, index: u32, data: &[u8]) -> bool {
+        self.piece_hashes.get(index as usize) == Some(&<[u8; 20]>::from(Sha1::digest(data)))
+    }
+
+    /// Writes a verified piece. Blocking. Not durable until [`Self::sync`].
+    pub fn write_piece(&self, index: u32, data: &[u8]) -> io::Result<()> {
+        if self.geometry.piece_size(index) != Some(data.len() as u32) {
+            return Err(bad_index(index));
+        }
+        self.files
+            .write_all_at(self.geometry.piece_offset(index), data)
+    }
+
+    /// Makes every write so far durable, then records `have` as the resume
+    /// data. `have` must hold only pieces whose writes finished before this
+    /// call: after the sync they are on disk, so recording them is safe.
+    pub fn sync_and_record(&self, have: &Bitfield) -> io::Result<()> {
+        self.files.sync()?;
+        let sizes = self.files.disk_sizes()?;
+        resume::save(&self.resume_path, self.info_hash, have, &sizes)
+    }
+
+    /// Torrent lengths of the files, in order.
+    pub fn file_lengths(&self) -> &[u64] {
+        &self.lengths
+    }
+}
+
+fn bad_index(index: u32) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("no piece {index} of that size"),
+    )
+}
+
+#[cfg(test)]
+mod tests;
