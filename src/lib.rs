@@ -5,6 +5,7 @@ pub mod cli;
 pub mod fsutil;
 pub mod logging;
 pub mod make;
+pub mod session;
 pub mod show;
 pub mod storage;
 pub mod tracker;
