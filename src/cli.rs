@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{make, show};
+use crate::{get, make, show};
 
 /// bitfountain: BitTorrent with fountain-coded transfer between capable
 /// peers and Kenosis tracker discovery.
@@ -25,6 +25,10 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Run an HTTP tracker (like bttrack.py --port 6969 --dfile dstate).
     Track(crate::tracker::TrackArgs),
+    /// Download a torrent, then seed it (like btdownloadheadless). Point
+    /// --saveas at complete data to check and seed it.
+    #[command(visible_alias = "download")]
+    Get(get::GetArgs),
 }
 
 /// Runs the chosen command.
@@ -33,5 +37,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Make(args) => make::run(&args),
         Command::Show(args) => show::run(&args),
         Command::Track(args) => crate::tracker::run(&args),
+        Command::Get(args) => get::run(&args),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod fsutil;
+pub mod get;
 pub mod logging;
 pub mod make;
 pub mod session;

@@ -3,6 +3,9 @@
 //! python3-libtorrent.
 #![allow(dead_code)]
 
+pub mod clients;
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -23,7 +23,13 @@ pub fn choose_unchoked(
     seeding: bool,
     optimistic: Option<PeerKey>,
 ) -> Vec<PeerKey> {
-    let key = |c: &Candidate| if seeding { c.upload_rate } else { c.download_rate };
+    let key = |c: &Candidate| {
+        if seeding {
+            c.upload_rate
+        } else {
+            c.download_rate
+        }
+    };
     interested.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.peer.cmp(&b.peer)));
     let mut out: Vec<PeerKey> = interested.iter().take(slots).map(|c| c.peer).collect();
     if let Some(o) = optimistic {
@@ -48,10 +54,18 @@ mod tests {
 
     #[test]
     fn reciprocates_when_leeching_and_serves_fastest_when_seeding() {
-        let peers = vec![c(1, 10.0, 900.0), c(2, 500.0, 1.0), c(3, 300.0, 50.0), c(4, 0.0, 0.0)];
+        let peers = vec![
+            c(1, 10.0, 900.0),
+            c(2, 500.0, 1.0),
+            c(3, 300.0, 50.0),
+            c(4, 0.0, 0.0),
+        ];
         assert_eq!(choose_unchoked(peers.clone(), 2, false, None), vec![2, 3]);
         assert_eq!(choose_unchoked(peers.clone(), 2, true, None), vec![1, 3]);
-        assert_eq!(choose_unchoked(peers.clone(), 2, false, Some(4)), vec![2, 3, 4]);
+        assert_eq!(
+            choose_unchoked(peers.clone(), 2, false, Some(4)),
+            vec![2, 3, 4]
+        );
         // The optimistic peer must still be interested.
         assert_eq!(choose_unchoked(peers, 2, false, Some(9)), vec![2, 3]);
     }

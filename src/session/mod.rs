@@ -1,5 +1,343 @@
-//! The swarm engine: torrents, peers, picking, choking, announcing.
+//! The swarm engine: a session listens for peers and runs torrents; each
+//! torrent has a controller, an announcer and one task per peer.
 
+pub mod announce;
 pub mod choker;
+pub mod peer;
 pub mod picker;
 pub mod rate;
+pub mod status;
+pub mod torrent;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use wire::{InfoHash, Metainfo, PeerId};
+
+use crate::storage::{StartState, Storage};
+use announce::UrlResolver;
+use rate::RateLimiter;
+use status::TorrentStatus;
+use torrent::TorrentShared;
+
+/// How a session runs.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Address to listen on (and connect from).
+    pub bind_ip: IpAddr,
+    /// Listen on the first free port of this range (the seeds used
+    /// 6881-6889). `(0, 0)` lets the system choose.
+    pub port_range: (u16, u16),
+    /// The address reported to trackers (`--ip`), if not the one they see.
+    pub announce_ip: Option<String>,
+    pub peer_id: PeerId,
+    pub max_peers: usize,
+    /// Regular unchoke slots (one optimistic slot comes on top).
+    pub upload_slots: usize,
+    /// Bytes per second; 0 = unlimited.
+    pub max_upload_rate: u64,
+    pub max_download_rate: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_range: (6881, 6889),
+            announce_ip: None,
+            peer_id: new_peer_id(),
+            max_peers: 80,
+            upload_slots: 4,
+            max_upload_rate: 0,
+            max_download_rate: 0,
+        }
+    }
+}
+
+/// A fresh Azureus-style peer id: `-BF0100-` and 12 random characters.
+pub fn new_peer_id() -> PeerId {
+    let mut id = [0u8; 20];
+    id[..8].copy_from_slice(b"-BF0100-");
+    let tail = Alphanumeric.sample_string(&mut rand::rng(), 12);
+    id[8..].copy_from_slice(tail.as_bytes());
+    PeerId(id)
+}
+
+/// A listening node with its torrents.
+pub struct Session {
+    config: Arc<SessionConfig>,
+    listen_addr: SocketAddr,
+    torrents: Arc<Mutex<HashMap<InfoHash, Arc<TorrentShared>>>>,
+    shutdown: CancellationToken,
+    http: reqwest::Client,
+    up_limit: Arc<RateLimiter>,
+    down_limit: Arc<RateLimiter>,
+    resolver: Option<UrlResolver>,
+}
+
+/// A running torrent.
+#[derive(Clone)]
+pub struct TorrentHandle {
+    pub shared: Arc<TorrentShared>,
+    pub start: StartState,
+}
+
+impl TorrentHandle {
+    pub fn status(&self) -> TorrentStatus {
+        self.shared.status()
+    }
+
+    /// Status snapshots published about once a second.
+    pub fn watch(&self) -> watch::Receiver<TorrentStatus> {
+        self.shared.status_tx.subscribe()
+    }
+
+    /// Adds peer addresses to try (besides what trackers return).
+    pub fn add_peers(&self, peers: impl IntoIterator<Item = SocketAddr>) {
+        let mut st = self.shared.lock();
+        for p in peers {
+            st.known.entry(p).or_insert(None);
+        }
+    }
+
+    /// Resolves when every piece is verified and written.
+    pub async fn wait_complete(&self) {
+        loop {
+            let notified = self.shared.completed.notified();
+            if self.shared.is_complete() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Session {
+    /// Binds the listener on the first free port of the range.
+    pub async fn start(config: SessionConfig) -> Result<Session> {
+        let (low, high) = config.port_range;
+        if low > high {
+            bail!("--minport {low} is above --maxport {high}");
+        }
+        let mut listener = None;
+        let mut last_error = None;
+        for port in low..=high {
+            match TcpListener::bind((config.bind_ip, port)).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let Some(listener) = listener else {
+            bail!(
+                "no free port in {low}-{high} on {}: {}",
+                config.bind_ip,
+                last_error.map_or_else(|| "no port tried".to_owned(), |e| e.to_string())
+            );
+        };
+        let listen_addr = listener.local_addr()?;
+        let http = announce::http_client(Some(config.bind_ip));
+        let session = Session {
+            up_limit: Arc::new(RateLimiter::new(config.max_upload_rate)),
+            down_limit: Arc::new(RateLimiter::new(config.max_download_rate)),
+            config: Arc::new(config),
+            listen_addr,
+            torrents: Arc::default(),
+            shutdown: CancellationToken::new(),
+            http,
+            resolver: None,
+        };
+        tokio::spawn(accept_loop(
+            listener,
+            session.torrents.clone(),
+            session.shutdown.clone(),
+        ));
+        tracing::info!(%listen_addr, "listening for peers");
+        Ok(session)
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Resolves announce URLs before use (Kenosis).
+    pub fn set_url_resolver(&mut self, resolver: UrlResolver) {
+        self.resolver = Some(resolver);
+    }
+
+    /// Opens the torrent's data at `saveas`, checks what is already there,
+    /// and starts downloading or seeding. `on_check` reports bytes checked.
+    pub async fn add_torrent(
+        &self,
+        meta: Metainfo,
+        saveas: PathBuf,
+        on_check: impl FnMut(u64) + Send + 'static,
+    ) -> Result<TorrentHandle> {
+        let info = Arc::new(meta.info.clone());
+        let open_info = info.clone();
+        let path = saveas.clone();
+        let (storage, have, start) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let storage = Storage::open(&open_info, &path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let (have, start) = storage
+                .check_existing(on_check)
+                .context("cannot check existing data")?;
+            Ok((storage, have, start))
+        })
+        .await??;
+        match &start {
+            StartState::Resumed { rechecked } => {
+                tracing::info!(
+                    pieces = have.count(),
+                    rechecked,
+                    "resumed from {}",
+                    storage.resume_path().display()
+                )
+            }
+            StartState::Rechecked { reason } => {
+                tracing::info!(
+                    pieces = have.count(),
+                    "checked existing data (resume data not used: {reason})"
+                )
+            }
+        }
+        let shared = TorrentShared::new(torrent::TorrentParts {
+            info: info.clone(),
+            trackers: meta.tracker_tiers(),
+            storage: Arc::new(storage),
+            config: self.config.clone(),
+            listen_port: self.listen_addr.port(),
+            have,
+            up_limit: self.up_limit.clone(),
+            down_limit: self.down_limit.clone(),
+            shutdown: self.shutdown.child_token(),
+        });
+        self.torrents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.info_hash, shared.clone());
+        let connector = {
+            let torrent = shared.clone();
+            let bind_ip = self.config.bind_ip;
+            move |addr: SocketAddr| {
+                tokio::spawn(connect_peer(torrent.clone(), addr, bind_ip));
+            }
+        };
+        tokio::spawn(torrent::run_controller(shared.clone(), connector));
+        tokio::spawn(announce::run_announcer(
+            shared.clone(),
+            self.http.clone(),
+            self.resolver.clone(),
+        ));
+        let _ = shared.status_tx.send(shared.status());
+        Ok(TorrentHandle { shared, start })
+    }
+
+    /// Stops every torrent: says `stopped` to trackers (briefly), records
+    /// resume data, closes connections.
+    pub async fn shutdown(&self) {
+        let torrents: Vec<_> = self
+            .torrents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        self.shutdown.cancel();
+        // Give announcers and the final resume flush a moment.
+        for t in torrents {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while tokio::time::Instant::now() < deadline && !t.lock().peers.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let storage = t.storage.clone();
+            let have = t.lock().picker.done().clone();
+            let _ = tokio::task::spawn_blocking(move || storage.sync_and_record(&have)).await;
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    torrents: Arc<Mutex<HashMap<InfoHash, Arc<TorrentShared>>>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (mut stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let torrents = torrents.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let theirs = match peer::read_handshake(&mut stream).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::debug!(peer = %addr, "dropped: {e:#}");
+                    return;
+                }
+            };
+            let torrent = torrents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&theirs.info_hash)
+                .cloned();
+            let Some(torrent) = torrent else {
+                tracing::debug!(peer = %addr, "dropped: unknown torrent {}", theirs.info_hash);
+                return;
+            };
+            if torrent.lock().banned.contains(&addr.ip()) {
+                return;
+            }
+            if let Err(e) = peer::run_peer(torrent, stream, addr, false, Some(theirs)).await {
+                tracing::debug!(peer = %addr, "disconnected: {e:#}");
+            }
+        });
+    }
+}
+
+async fn connect_peer(torrent: Arc<TorrentShared>, addr: SocketAddr, bind_ip: IpAddr) {
+    let result = async {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if !bind_ip.is_unspecified() && bind_ip.is_ipv4() == addr.is_ipv4() {
+            socket.bind(SocketAddr::new(bind_ip, 0))?;
+        }
+        let stream: TcpStream =
+            tokio::time::timeout(std::time::Duration::from_secs(10), socket.connect(addr))
+                .await
+                .map_err(|_| anyhow::anyhow!("connect timed out"))??;
+        stream.set_nodelay(true)?;
+        torrent.lock().connecting.remove(&addr);
+        peer::run_peer(torrent.clone(), stream, addr, true, None).await
+    }
+    .await;
+    torrent.lock().connecting.remove(&addr);
+    if let Err(e) = result {
+        tracing::debug!(peer = %addr, "connection ended: {e:#}");
+    }
+}

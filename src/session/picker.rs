@@ -169,7 +169,13 @@ impl Picker {
         out
     }
 
-    fn pick_from_partials(&mut self, peer: PeerKey, theirs: &Bitfield, max: usize, out: &mut Vec<BlockRef>) {
+    fn pick_from_partials(
+        &mut self,
+        peer: PeerKey,
+        theirs: &Bitfield,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
         // Finish the most advanced pieces first, so pieces complete instead
         // of all progressing together.
         let mut started: Vec<(u32, u32)> = self
@@ -190,7 +196,11 @@ impl Picker {
     /// Whether `peer` should leave `piece` to others: it sent data for a
     /// copy that failed, and someone else has the piece.
     fn shuns(&self, peer: PeerKey, piece: u32, part: &Partial) -> bool {
-        part.avoid.contains(&peer) && self.availability.get(piece as usize).is_some_and(|&a| a as usize > part.avoid.len())
+        part.avoid.contains(&peer)
+            && self
+                .availability
+                .get(piece as usize)
+                .is_some_and(|&a| a as usize > part.avoid.len())
     }
 
     fn pick_blocks_of(&mut self, piece: u32, peer: PeerKey, max: usize, out: &mut Vec<BlockRef>) {
@@ -211,9 +221,9 @@ impl Picker {
     }
 
     fn choose_new_piece(&mut self, theirs: &Bitfield) -> Option<u32> {
-        let candidates = theirs
-            .iter_set()
-            .filter(|&p| !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p));
+        let candidates = theirs.iter_set().filter(|&p| {
+            !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p)
+        });
         if self.done.count() < RANDOM_FIRST {
             let all: Vec<u32> = candidates.collect();
             return all.choose(&mut self.rng).copied();
@@ -256,17 +266,29 @@ impl Picker {
 
     /// Endgame: every missing block is requested somewhere; ask this peer
     /// too for blocks it has not been asked for yet.
-    fn pick_endgame(&mut self, peer: PeerKey, theirs: &Bitfield, max: usize, out: &mut Vec<BlockRef>) {
+    fn pick_endgame(
+        &mut self,
+        peer: PeerKey,
+        theirs: &Bitfield,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
         let any_missing = self
             .partial
             .iter()
             .any(|(_, part)| part.blocks.iter().any(|b| matches!(b, Block::Missing)));
-        let unstarted = (0..self.geometry.piece_count())
-            .any(|p| !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p));
+        let unstarted = (0..self.geometry.piece_count()).any(|p| {
+            !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p)
+        });
         if any_missing || unstarted {
             return;
         }
-        let mut pieces: Vec<u32> = self.partial.keys().copied().filter(|&p| theirs.has(p)).collect();
+        let mut pieces: Vec<u32> = self
+            .partial
+            .keys()
+            .copied()
+            .filter(|&p| theirs.has(p))
+            .collect();
         pieces.sort_unstable();
         for piece in pieces {
             let Some(part) = self.partial.get_mut(&piece) else {
@@ -422,7 +444,11 @@ mod tests {
         }
         completed.sort_unstable();
         assert_eq!(completed, (0..8).collect::<Vec<_>>());
-        assert_eq!(requests, 7 * 4 + 3, "no block requested twice outside endgame");
+        assert_eq!(
+            requests,
+            7 * 4 + 3,
+            "no block requested twice outside endgame"
+        );
         assert!(picker.done().is_complete());
     }
 
@@ -474,8 +500,14 @@ mod tests {
             BlockOutcome::Accepted { cancel } => assert_eq!(cancel, vec![1]),
             other => panic!("{other:?}"),
         }
-        assert_eq!(picker.on_block(1, a[0], &data_for(a[0])), BlockOutcome::Duplicate);
-        assert!(matches!(picker.on_block(1, a[1], &data_for(a[1])), BlockOutcome::Completed(_)));
+        assert_eq!(
+            picker.on_block(1, a[0], &data_for(a[0])),
+            BlockOutcome::Duplicate
+        );
+        assert!(matches!(
+            picker.on_block(1, a[1], &data_for(a[1])),
+            BlockOutcome::Completed(_)
+        ));
     }
 
     #[test]
@@ -492,7 +524,10 @@ mod tests {
         };
         assert_eq!(c.senders, vec![1, 1]);
         picker.piece_failed(0, &c.senders);
-        assert!(picker.pick(1, &all, 10).is_empty(), "the failed sender is asked last");
+        assert!(
+            picker.pick(1, &all, 10).is_empty(),
+            "the failed sender is asked last"
+        );
         let again = picker.pick(2, &all, 1);
         assert_eq!(again.len(), 1);
         // Peer 2 leaves: its request is free again (and peer 1 is the only
@@ -500,7 +535,11 @@ mod tests {
         picker.remove_peer(2, &all);
         assert_eq!(picker.pick(1, &all, 10).len(), 2);
         // Stale and malformed blocks are refused.
-        let wrong = BlockRef { piece: 0, begin: 1, length: 16384 };
+        let wrong = BlockRef {
+            piece: 0,
+            begin: 1,
+            length: 16384,
+        };
         assert_eq!(picker.on_block(1, wrong, &[0; 16384]), BlockOutcome::Stale);
     }
 }

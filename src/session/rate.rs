@@ -94,7 +94,10 @@ mod tests {
         let l = RateLimiter::new(100_000);
         // An empty bucket: 50 kB takes about half a second to pay back.
         let wait = l.reserve(50_000);
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
         let more = l.reserve(50_000);
         assert!(more > Duration::from_millis(900), "{more:?}");
     }

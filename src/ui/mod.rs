@@ -1,8 +1,10 @@
 //! Presentation: progress bars on a terminal, plain status lines otherwise.
 
 mod progress;
+mod status;
 
 pub use progress::Progress;
+pub use status::{StatusMode, StatusPrinter};
 
 /// Formats a byte count for people: `1.5 GiB`.
 pub fn human_bytes(bytes: u64) -> String {

@@ -119,6 +119,13 @@ impl Bitfield {
         self.bits.iter_ones().filter_map(|i| u32::try_from(i).ok())
     }
 
+    /// Adds every piece of `other` (of the same length).
+    pub fn union_with(&mut self, other: &Bitfield) {
+        for i in other.iter_set().collect::<Vec<_>>() {
+            self.set(i);
+        }
+    }
+
     /// True when `other` has a piece this bitfield lacks.
     pub fn lacks_any_of(&self, other: &Bitfield) -> bool {
         self.bits

@@ -35,7 +35,7 @@ fn block(piece: u32, begin: u32) -> BlockRef {
 }
 
 #[test]
-fn bitfields_are_checked_and_only_accepted_first() {
+fn bitfields_are_checked_and_merged() {
     let (mut c, ours, now) = conn(false);
     let bad_len = Message::Bitfield(Bytes::from_static(&[0xff]));
     assert!(matches!(
@@ -49,10 +49,20 @@ fn bitfields_are_checked_and_only_accepted_first() {
         Err(Violation::Bitfield(_))
     ));
     let (mut c, ours, now) = conn(false);
-    let good = Message::Bitfield(Bytes::from_static(&[0xff, 0xc0]));
-    assert_eq!(c.receive(good.clone(), &ours, now), Ok(PeerEvent::Bitfield));
-    assert!(c.peer_pieces.is_complete());
-    assert_eq!(c.receive(good, &ours, now), Err(Violation::LateBitfield));
+    c.receive(Message::Have { piece: 9 }, &ours, now).unwrap();
+    let half = Message::Bitfield(Bytes::from_static(&[0xf0, 0x00]));
+    assert_eq!(c.receive(half.clone(), &ours, now), Ok(PeerEvent::Bitfield));
+    // A bitfield after a HAVE adds to it rather than erasing it.
+    assert_eq!(
+        c.peer_pieces.iter_set().collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 9]
+    );
+    // aria2 re-sends its bitfield as it downloads.
+    let more = Message::Bitfield(Bytes::from_static(&[0xf8, 0x00]));
+    for _ in 0..10 {
+        assert_eq!(c.receive(more.clone(), &ours, now), Ok(PeerEvent::Bitfield));
+    }
+    assert_eq!(c.peer_pieces.count(), 6);
     // HAVE ALL needs the fast extension.
     let (mut c, ours, now) = conn(false);
     assert_eq!(

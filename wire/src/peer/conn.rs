@@ -35,8 +35,6 @@ const CANCEL_MEMORY: usize = 512;
 pub enum Violation {
     #[error("bad bitfield: {0}")]
     Bitfield(#[from] BitfieldError),
-    #[error("second bitfield, or bitfield after a have")]
-    LateBitfield,
     #[error("have for piece {piece} of {count}")]
     HaveOutOfRange { piece: u32, count: u32 },
     #[error("request for an invalid block {0:?}")]
@@ -71,7 +69,8 @@ pub enum PeerEvent {
     NotInterested,
     /// They now have this piece.
     Have(u32),
-    /// Their whole bitfield arrived (BITFIELD, HAVE ALL or HAVE NONE).
+    /// Their pieces changed wholesale (BITFIELD, HAVE ALL or HAVE NONE):
+    /// compare `peer_pieces` with what was known before.
     Bitfield,
     /// A block we requested.
     Block {
@@ -114,8 +113,6 @@ pub struct PeerConn {
     pub peer_pieces: Bitfield,
     /// The peer's extended handshake, once received.
     pub peer_ext: Option<ExtendedHandshake>,
-    got_bitfield: bool,
-    got_have: bool,
     outstanding: HashSet<BlockRef>,
     recently_cancelled: VecDeque<BlockRef>,
     queued: VecDeque<BlockRef>,
@@ -148,8 +145,6 @@ impl PeerConn {
             peer_interested: false,
             peer_pieces: Bitfield::new(geometry.piece_count()),
             peer_ext: None,
-            got_bitfield: false,
-            got_have: false,
             outstanding: HashSet::new(),
             recently_cancelled: VecDeque::new(),
             queued: VecDeque::new(),
@@ -199,7 +194,6 @@ impl PeerConn {
                 if piece >= count {
                     return Err(Violation::HaveOutOfRange { piece, count });
                 }
-                self.got_have = true;
                 if self.peer_pieces.set(piece) {
                     PeerEvent::Have(piece)
                 } else {
@@ -207,20 +201,21 @@ impl PeerConn {
                 }
             }
             Message::Bitfield(bits) => {
-                self.first_bitfield()?;
-                self.peer_pieces = Bitfield::from_wire(&bits, count)?;
+                // BEP 3 sends one bitfield, first; aria2 re-sends its whole
+                // bitfield as it downloads. A later one adds to what the
+                // peer said before: a peer cannot take back a piece. Each
+                // costs work in proportion to its size, like any message.
+                let bits = Bitfield::from_wire(&bits, count)?;
+                self.peer_pieces.union_with(&bits);
                 PeerEvent::Bitfield
             }
             Message::HaveAll | Message::HaveNone => {
                 if !self.fast {
                     return Err(Violation::FastNotNegotiated);
                 }
-                self.first_bitfield()?;
-                self.peer_pieces = if msg == Message::HaveAll {
-                    Bitfield::full(count)
-                } else {
-                    Bitfield::new(count)
-                };
+                if msg == Message::HaveAll {
+                    self.peer_pieces = Bitfield::full(count);
+                }
                 PeerEvent::Bitfield
             }
             Message::Request(block) => self.on_request(block, we_have)?,
@@ -275,14 +270,6 @@ impl PeerConn {
                 }
             }
         })
-    }
-
-    fn first_bitfield(&mut self) -> Result<(), Violation> {
-        if self.got_bitfield || self.got_have {
-            return Err(Violation::LateBitfield);
-        }
-        self.got_bitfield = true;
-        Ok(())
     }
 
     fn on_request(&mut self, block: BlockRef, we_have: &Bitfield) -> Result<PeerEvent, Violation> {

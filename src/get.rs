@@ -1,0 +1,221 @@
+//! `bitfountain get` (alias `download`): download a torrent, then keep
+//! seeding it, like the seeds' `btdownloadheadless`. Pointing `--saveas` at
+//! complete data checks it and seeds it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use wire::{Limits, Metainfo};
+
+use crate::session::{Session, SessionConfig};
+use crate::show::load_torrent;
+use crate::ui::{human_bytes, Progress, StatusMode, StatusPrinter};
+
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// The .torrent file (or give --url or --responsefile).
+    pub torrent: Option<PathBuf>,
+
+    /// Fetch the .torrent from this http:// URL.
+    #[arg(long, conflicts_with_all = ["torrent", "responsefile"])]
+    pub url: Option<String>,
+
+    /// The .torrent file (the seeds' name for it).
+    #[arg(long, conflicts_with = "torrent")]
+    pub responsefile: Option<PathBuf>,
+
+    /// Where to save: the file for a single-file torrent, the folder for a
+    /// multi-file one. Default: the torrent's name in the current folder.
+    /// Complete data already there is checked and seeded.
+    #[arg(long)]
+    pub saveas: Option<PathBuf>,
+
+    /// The IP address or DNS name to report to the tracker.
+    #[arg(long)]
+    pub ip: Option<String>,
+
+    /// Local address to listen on and connect from.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Lowest port to listen on.
+    #[arg(long, default_value_t = 6881)]
+    pub minport: u16,
+
+    /// Highest port to listen on (the first free one is used).
+    #[arg(long, default_value_t = 6889)]
+    pub maxport: u16,
+
+    /// Upload limit in bytes per second (0: none).
+    #[arg(
+        long = "max_upload_rate",
+        visible_alias = "max-upload-rate",
+        default_value_t = 0
+    )]
+    pub max_upload_rate: u64,
+
+    /// Download limit in bytes per second (0: none).
+    #[arg(
+        long = "max_download_rate",
+        visible_alias = "max-download-rate",
+        default_value_t = 0
+    )]
+    pub max_download_rate: u64,
+
+    /// Exit once the download is complete instead of seeding.
+    #[arg(long)]
+    pub exit_on_complete: bool,
+
+    /// Connect to this peer too (repeatable), besides the tracker's.
+    #[arg(long = "peer", value_name = "ADDR:PORT")]
+    pub peers: Vec<SocketAddr>,
+
+    /// Most connected peers.
+    #[arg(long, default_value_t = 80)]
+    pub max_peers: usize,
+
+    /// Seconds between status lines when not on a terminal.
+    #[arg(long, default_value_t = 5)]
+    pub status_interval: u64,
+
+    /// Print status as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `get` on its own runtime until done (or Ctrl-C / SIGTERM).
+pub fn run(args: &GetArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn load(args: &GetArgs) -> Result<Metainfo> {
+    if let Some(url) = &args.url {
+        return fetch_torrent(url).await;
+    }
+    match args.torrent.as_ref().or(args.responsefile.as_ref()) {
+        Some(path) => load_torrent(path),
+        None => bail!("no torrent given: pass a .torrent file, --responsefile FILE or --url URL"),
+    }
+}
+
+/// Downloads a .torrent over HTTP, refusing anything too large to be one.
+pub async fn fetch_torrent(url: &str) -> Result<Metainfo> {
+    let limit = Limits::DEFAULT.metainfo_max_size;
+    let mut response = crate::session::announce::http_client(None)
+        .get(url)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .with_context(|| format!("cannot fetch {url}"))?;
+    if !response.status().is_success() {
+        bail!("cannot fetch {url}: HTTP {}", response.status());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .with_context(|| format!("cannot fetch {url}"))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            bail!("{url} is larger than any torrent we accept ({limit} bytes)");
+        }
+    }
+    Metainfo::from_bytes(&body, &Limits::DEFAULT)
+        .with_context(|| format!("{url} is not a valid torrent"))
+}
+
+async fn run_async(args: &GetArgs) -> Result<()> {
+    let meta = load(args).await?;
+    let saveas = args
+        .saveas
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&meta.info.name));
+    let config = SessionConfig {
+        bind_ip: args.bind,
+        port_range: (args.minport, args.maxport),
+        announce_ip: args.ip.clone(),
+        max_upload_rate: args.max_upload_rate,
+        max_download_rate: args.max_download_rate,
+        max_peers: args.max_peers,
+        ..SessionConfig::default()
+    };
+    let session = Session::start(config).await?;
+    let mode = StatusMode::choose(args.json);
+    let mut printer = StatusPrinter::new(mode, Duration::from_secs(args.status_interval.max(1)));
+    printer.note(&format!(
+        "{} ({}), saving to {}, listening on {}",
+        meta.info.name,
+        human_bytes(meta.info.total_length()),
+        saveas.display(),
+        session.listen_addr()
+    ));
+
+    let total = meta.info.total_length();
+    let mut check = Progress::bytes(
+        "checking",
+        total,
+        (mode == StatusMode::Lines).then_some(Duration::from_secs(5)),
+    );
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0u64);
+    let checker = tokio::spawn(async move {
+        while progress_rx.changed().await.is_ok() {
+            let done = *progress_rx.borrow();
+            check.set(done);
+        }
+        check.finish();
+    });
+    let handle = session
+        .add_torrent(meta, saveas, move |done| {
+            let _ = progress_tx.send(done);
+        })
+        .await?;
+    let _ = checker.await;
+    handle.add_peers(args.peers.iter().copied());
+
+    let mut status = handle.watch();
+    let mut announced_complete = handle.status().is_complete();
+    if announced_complete {
+        printer.note("data complete: seeding");
+    }
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let s = status.borrow_and_update().clone();
+                let just_completed = s.is_complete() && !announced_complete;
+                printer.update(&s, just_completed);
+                if just_completed {
+                    announced_complete = true;
+                    let secs = s.completed_after.map_or(0.0, |d| d.as_secs_f64());
+                    printer.note(&format!(
+                        "download complete in {secs:.1} s ({} received, {} wasted)",
+                        human_bytes(s.downloaded),
+                        human_bytes(s.wasted)
+                    ));
+                    if args.exit_on_complete {
+                        break;
+                    }
+                    printer.note("seeding; Ctrl-C to stop");
+                }
+            }
+        }
+    }
+    printer.finish();
+    session.shutdown().await;
+    let s = handle.status();
+    printer.update(&s, true);
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! One peer connection: the handshake, then a task that feeds received bytes
+//! to the [`PeerConn`] state machine and acts on its events, plus a writer
+//! task so that reading never waits on a slow write (two peers blocked
+//! writing to each other would otherwise deadlock).
+//!
+//! Generic over the byte stream: TCP today, a QUIC stream for coded peers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use wire::peer::{
+    Decoded, ExtendedHandshake, Handshake, Message, MessageDecoder, PeerConn, PeerEvent, Reserved,
+    Violation, HANDSHAKE_LEN,
+};
+use wire::{Bitfield, BlockRef, Limits, PeerId};
+
+use super::picker::{BlockOutcome, PeerKey};
+use super::rate::RateMeter;
+use super::torrent::{PeerCmd, PeerCounters, PeerEntry, TorrentShared};
+
+/// Time allowed for the handshake (a peer that connects and says nothing
+/// is dropped after this).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Stop serving requests while this much is queued for the socket.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Our requests in flight to one peer before its rate is known.
+const INITIAL_PIPELINE: usize = 128;
+/// A peer that delivers nothing for this long while holding our requests
+/// is snubbing us: its requests go to others.
+const SNUB_AFTER: Duration = Duration::from_secs(45);
+/// What we advertise as `reqq` and accept (Limits::max_queued_requests).
+const OUR_REQQ: u32 = 2000;
+
+/// Reads the 68-byte handshake from a fresh connection.
+pub async fn read_handshake<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Handshake> {
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, rd.read_exact(&mut buf))
+        .await
+        .map_err(|_| anyhow!("no handshake within {HANDSHAKE_TIMEOUT:?}"))??;
+    Handshake::decode(&buf)?.ok_or_else(|| anyhow!("short handshake"))
+}
+
+/// Runs a connection to the end. `theirs` is their handshake when the
+/// listener already read it (incoming connections).
+pub async fn run_peer<S>(
+    torrent: Arc<TorrentShared>,
+    stream: S,
+    addr: SocketAddr,
+    outgoing: bool,
+    theirs: Option<Handshake>,
+) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let ours = Handshake {
+        reserved: Reserved::ours(),
+        info_hash: torrent.info.info_hash,
+        peer_id: torrent.config.peer_id,
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, wr.write_all(&ours.encode()))
+        .await
+        .map_err(|_| anyhow!("handshake write timed out"))??;
+    let theirs = match theirs {
+        Some(h) => h,
+        None => read_handshake(&mut rd).await?,
+    };
+    if theirs.info_hash != ours.info_hash {
+        bail!("peer wants another torrent ({})", theirs.info_hash);
+    }
+    if theirs.peer_id == ours.peer_id {
+        torrent.lock().own_addrs.insert(addr);
+        bail!("connected to ourselves");
+    }
+    let now = Instant::now();
+    let limits = Limits::DEFAULT;
+    let fast = theirs.reserved.supports_fast();
+    let extended = theirs.reserved.supports_extension_protocol();
+    let conn = PeerConn::new(torrent.info.geometry, &limits, fast, extended, now);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let counters = Arc::new(PeerCounters::default());
+    let entry = PeerEntry {
+        addr,
+        peer_id: theirs.peer_id,
+        client: client_from_peer_id(&theirs.peer_id),
+        tx,
+        counters: counters.clone(),
+        pieces: Bitfield::new(torrent.info.piece_count()),
+        interested: false,
+        choked: true,
+        outgoing,
+        down_meter: RateMeter::default(),
+        up_meter: RateMeter::default(),
+        connected_at: now,
+    };
+    let (key, our_have) = {
+        // Register and snapshot our pieces under one lock, so no HAVE
+        // broadcast can fall between the two.
+        let key = torrent
+            .register_peer(entry)
+            .ok_or_else(|| anyhow!("not accepted (banned, duplicate or too many peers)"))?;
+        (key, torrent.lock().picker.done().clone())
+    };
+    let writer = Writer::spawn(wr);
+    let mut task = PeerTask {
+        torrent: torrent.clone(),
+        key,
+        addr,
+        conn,
+        writer,
+        our_have,
+        counters,
+        they_have_we_lack: 0,
+        reqq: 250,
+        meter: RateMeter::default(),
+        last_block: now,
+        serve_resume_at: None,
+        read_resume_at: None,
+    };
+    let result = task.run(&mut rd, rx).await;
+    task.writer.close();
+    torrent.unregister_peer(key);
+    if let Err(e) = &result {
+        if let Some(v) = e.downcast_ref::<Violation>() {
+            if !matches!(v, Violation::Idle(_)) {
+                torrent.ban(addr.ip(), &v.to_string());
+            }
+        }
+    }
+    result
+}
+
+struct PeerTask {
+    torrent: Arc<TorrentShared>,
+    key: PeerKey,
+    addr: SocketAddr,
+    conn: PeerConn,
+    writer: Writer,
+    our_have: Bitfield,
+    counters: Arc<PeerCounters>,
+    /// Pieces the peer has that we lack: we are interested while > 0.
+    they_have_we_lack: u32,
+    /// How many requests the peer accepts (its `reqq`).
+    reqq: usize,
+    meter: RateMeter,
+    last_block: Instant,
+    serve_resume_at: Option<tokio::time::Instant>,
+    read_resume_at: Option<tokio::time::Instant>,
+}
+
+impl PeerTask {
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        rd: &mut R,
+        mut rx: mpsc::UnboundedReceiver<PeerCmd>,
+    ) -> Result<()> {
+        self.send_greeting();
+        let decoder = MessageDecoder::new(Limits::DEFAULT.max_message_length);
+        let mut rbuf = BytesMut::with_capacity(256 << 10);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let shutdown = self.torrent.shutdown.clone();
+        let writer_failed = self.writer.failed.clone();
+        loop {
+            let serving = self.conn.queued_requests() > 0 && self.serve_resume_at.is_none();
+            let reading = self.read_resume_at.is_none();
+            let drained = self.writer.drained.clone();
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = writer_failed.cancelled() => bail!("write failed"),
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd)?,
+                    None => return Ok(()),
+                },
+                read = rd.read_buf(&mut rbuf), if reading => {
+                    let n = read.context("read failed")?;
+                    if n == 0 {
+                        bail!("closed by peer");
+                    }
+                    let delay = self.torrent.down_limit.reserve(n as u64);
+                    if !delay.is_zero() {
+                        self.read_resume_at = Some(tokio::time::Instant::now() + delay);
+                    }
+                    while let Decoded::Message(msg) = decoder.decode(&mut rbuf)? {
+                        self.on_message(msg).await?;
+                    }
+                    if rbuf.capacity() - rbuf.len() < 32 << 10 {
+                        rbuf.reserve(128 << 10);
+                    }
+                }
+                _ = sleep_until(self.read_resume_at) => self.read_resume_at = None,
+                _ = sleep_until(self.serve_resume_at) => {
+                    self.serve_resume_at = None;
+                    self.serve().await?;
+                }
+                _ = drained.notified(), if serving => self.serve().await?,
+                _ = tick.tick() => self.on_tick()?,
+            }
+        }
+    }
+
+    fn send(&mut self, msg: Message) {
+        self.conn.sent(Instant::now());
+        self.writer.send(msg.to_bytes());
+    }
+
+    fn send_greeting(&mut self) {
+        if self.conn.extended {
+            let hs = ExtendedHandshake {
+                extensions: Default::default(),
+                client: Some(concat!("bitfountain ", env!("CARGO_PKG_VERSION")).to_owned()),
+                listen_port: Some(self.torrent.listen_port),
+                reqq: Some(OUR_REQQ),
+                your_ip: Some(self.addr.ip()),
+                metadata_size: None,
+                raptorq: None,
+            };
+            self.send(Message::Extended {
+                id: wire::peer::EXT_HANDSHAKE_ID,
+                payload: Bytes::from(hs.encode()),
+            });
+        }
+        if let Some(msg) = self.conn.announce_pieces(&self.our_have) {
+            self.send(msg);
+        }
+    }
+
+    async fn on_message(&mut self, msg: Message) -> Result<()> {
+        let now = Instant::now();
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(peer = %self.addr, "received {}", describe(&msg));
+        }
+        let event = self.conn.receive(msg, &self.our_have, now)?;
+        match event {
+            PeerEvent::Nothing
+            | PeerEvent::DhtPort(_)
+            | PeerEvent::Suggest(_)
+            | PeerEvent::Extended { .. } => {}
+            PeerEvent::Bitfield => {
+                let pieces = self.conn.peer_pieces.clone();
+                self.they_have_we_lack =
+                    pieces.iter_set().filter(|&p| !self.our_have.has(p)).count() as u32;
+                {
+                    let mut st = self.torrent.lock();
+                    if let Some(known) = st
+                        .peers
+                        .get_mut(&self.key)
+                        .map(|p| std::mem::replace(&mut p.pieces, pieces.clone()))
+                    {
+                        // Count only what is new since the last message.
+                        let added = pieces.iter_set().filter(|&i| !known.has(i));
+                        for i in added.collect::<Vec<_>>() {
+                            st.picker.add_peer_have(i);
+                        }
+                    }
+                }
+                self.update_interest();
+                self.refill();
+            }
+            PeerEvent::Have(piece) => {
+                {
+                    let mut st = self.torrent.lock();
+                    st.picker.add_peer_have(piece);
+                    if let Some(p) = st.peers.get_mut(&self.key) {
+                        p.pieces.set(piece);
+                    }
+                }
+                if !self.our_have.has(piece) {
+                    self.they_have_we_lack += 1;
+                    self.update_interest();
+                    self.refill();
+                }
+            }
+            PeerEvent::Unchoked | PeerEvent::AllowedFast(_) => self.refill(),
+            PeerEvent::Choked { dropped } => {
+                let mut st = self.torrent.lock();
+                for block in dropped {
+                    st.picker.release(self.key, block);
+                }
+            }
+            PeerEvent::Rejected(block) => {
+                self.torrent.lock().picker.release(self.key, block);
+                self.refill();
+            }
+            PeerEvent::Interested | PeerEvent::NotInterested => {
+                let interested = event == PeerEvent::Interested;
+                if let Some(p) = self.torrent.lock().peers.get_mut(&self.key) {
+                    p.interested = interested;
+                }
+                self.torrent.rechoke.notify_one();
+            }
+            PeerEvent::Block { block, data } => self.on_block(block, data, now),
+            PeerEvent::RequestQueued => self.serve().await?,
+            PeerEvent::Reject(msg) => self.send(msg),
+            PeerEvent::ExtendedHandshake(hs) => {
+                if let Some(r) = hs.reqq {
+                    self.reqq = (r as usize).clamp(1, Limits::DEFAULT.max_outstanding_requests);
+                }
+                if let Some(client) = hs.client.filter(|c| !c.is_empty()) {
+                    if let Some(p) = self.torrent.lock().peers.get_mut(&self.key) {
+                        p.client = client.chars().take(40).collect();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_block(&mut self, block: BlockRef, data: Bytes, now: Instant) {
+        self.last_block = now;
+        let len = data.len() as u64;
+        self.counters.down_plain.fetch_add(len, Ordering::Relaxed);
+        self.torrent.downloaded.fetch_add(len, Ordering::Relaxed);
+        let outcome = self.torrent.lock().picker.on_block(self.key, block, &data);
+        let cancel = match outcome {
+            BlockOutcome::Stale | BlockOutcome::Duplicate => {
+                self.torrent.wasted.fetch_add(len, Ordering::Relaxed);
+                Vec::new()
+            }
+            BlockOutcome::Accepted { cancel } => cancel,
+            BlockOutcome::Completed(done) => {
+                let cancel = done.cancel.clone();
+                self.torrent.piece_completed(done);
+                cancel
+            }
+        };
+        if !cancel.is_empty() {
+            let st = self.torrent.lock();
+            for key in cancel {
+                if let Some(p) = st.peers.get(&key) {
+                    let _ = p.tx.send(PeerCmd::Cancel(block));
+                }
+            }
+        }
+        self.refill();
+    }
+
+    fn on_command(&mut self, cmd: PeerCmd) -> Result<()> {
+        let now = Instant::now();
+        match cmd {
+            PeerCmd::Have(piece) => {
+                if self.our_have.set(piece) {
+                    if self.conn.peer_pieces.has(piece) {
+                        self.they_have_we_lack = self.they_have_we_lack.saturating_sub(1);
+                        self.update_interest();
+                    } else {
+                        // Peers that already have it learn nothing from a HAVE.
+                        self.send(Message::Have { piece });
+                    }
+                }
+            }
+            PeerCmd::Choke => {
+                for msg in self.conn.choke(now) {
+                    self.send(msg);
+                }
+            }
+            PeerCmd::Unchoke => {
+                if let Some(msg) = self.conn.unchoke(now) {
+                    self.send(msg);
+                }
+            }
+            PeerCmd::Cancel(block) => {
+                if let Some(msg) = self.conn.cancel(block, now) {
+                    self.send(msg);
+                }
+            }
+            PeerCmd::Refill => self.refill(),
+            PeerCmd::Close(reason) => bail!(reason),
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self) -> Result<()> {
+        let now = Instant::now();
+        self.meter
+            .sample(self.counters.down_plain.load(Ordering::Relaxed), now);
+        if let Some(msg) = self.conn.poll_time(now)? {
+            self.writer.send(msg.to_bytes());
+        }
+        if self.conn.outstanding_count() > 0 && now.duration_since(self.last_block) > SNUB_AFTER {
+            let abandoned = self.conn.abandon_outstanding();
+            let mut st = self.torrent.lock();
+            for block in abandoned {
+                st.picker.release(self.key, block);
+            }
+            tracing::debug!(peer = %self.addr, "snubbed: its requests go to others");
+            self.last_block = now;
+        }
+        self.refill();
+        Ok(())
+    }
+
+    fn update_interest(&mut self) {
+        let want = self.they_have_we_lack > 0;
+        if let Some(msg) = self.conn.set_interested(want, Instant::now()) {
+            self.send(msg);
+        }
+    }
+
+    /// How many requests to keep in flight: about half a second of this
+    /// peer's delivery rate, within its `reqq`.
+    fn pipeline_target(&self) -> usize {
+        let blocks_per_sec = self.meter.rate() / f64::from(wire::BLOCK_SIZE);
+        let target = ((blocks_per_sec * 0.5) as usize).max(INITIAL_PIPELINE);
+        target.min(self.reqq)
+    }
+
+    /// Requests more blocks when we may and there is room in the pipeline.
+    fn refill(&mut self) {
+        if self.conn.peer_choking || !self.conn.am_interested {
+            return;
+        }
+        let outstanding = self.conn.outstanding_count();
+        let target = self.pipeline_target();
+        if outstanding >= target {
+            return;
+        }
+        let blocks = {
+            let mut st = self.torrent.lock();
+            if st.disk_error.is_some() {
+                return;
+            }
+            st.picker
+                .pick(self.key, &self.conn.peer_pieces, target - outstanding)
+        };
+        let now = Instant::now();
+        let mut refused = Vec::new();
+        for block in blocks {
+            match self.conn.request(block, now) {
+                Some(msg) => self.send(msg),
+                None => refused.push(block),
+            }
+        }
+        if !refused.is_empty() {
+            let mut st = self.torrent.lock();
+            for block in refused {
+                st.picker.release(self.key, block);
+            }
+        }
+    }
+
+    /// Sends queued blocks while the socket keeps up and the upload rate
+    /// limit allows.
+    async fn serve(&mut self) -> Result<()> {
+        while self.writer.queued() < WRITE_HIGH_WATER && self.serve_resume_at.is_none() {
+            let Some(block) = self.conn.next_request() else {
+                break;
+            };
+            let data = self
+                .torrent
+                .piece_data(block.piece)
+                .await
+                .with_context(|| format!("cannot read piece {}", block.piece))?;
+            let (begin, end) = (block.begin as usize, (block.begin + block.length) as usize);
+            let Some(slice) = (end <= data.len()).then(|| data.slice(begin..end)) else {
+                continue;
+            };
+            self.send(Message::Piece {
+                piece: block.piece,
+                begin: block.begin,
+                data: slice,
+            });
+            let len = u64::from(block.length);
+            self.counters.up.fetch_add(len, Ordering::Relaxed);
+            self.torrent.uploaded.fetch_add(len, Ordering::Relaxed);
+            let delay = self.torrent.up_limit.reserve(len);
+            if !delay.is_zero() {
+                self.serve_resume_at = Some(tokio::time::Instant::now() + delay);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The writing half of a connection, in its own task.
+struct Writer {
+    tx: Option<mpsc::UnboundedSender<Bytes>>,
+    queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+    failed: CancellationToken,
+}
+
+impl Writer {
+    fn spawn<W: AsyncWrite + Send + Unpin + 'static>(mut wr: W) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let drained = Arc::new(Notify::new());
+        let failed = CancellationToken::new();
+        let (q, d, f) = (queued.clone(), drained.clone(), failed.clone());
+        tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(512 << 10);
+            while let Some(first) = rx.recv().await {
+                buf.extend_from_slice(&first);
+                // Coalesce whatever else is waiting into one write.
+                while buf.len() < 512 << 10 {
+                    match rx.try_recv() {
+                        Ok(more) => buf.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                let len = buf.len();
+                if wr.write_all(&buf).await.is_err() {
+                    f.cancel();
+                    return;
+                }
+                buf.clear();
+                q.fetch_sub(len, Ordering::AcqRel);
+                d.notify_one();
+            }
+            let _ = wr.shutdown().await;
+        });
+        Writer {
+            tx: Some(tx),
+            queued,
+            drained,
+            failed,
+        }
+    }
+
+    fn send(&self, bytes: Bytes) {
+        if let Some(tx) = &self.tx {
+            self.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+            if tx.send(bytes).is_err() {
+                self.failed.cancel();
+            }
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Lets the writer flush what is queued and close the stream.
+    fn close(&mut self) {
+        self.tx = None;
+    }
+}
+
+/// A readable client name from an Azureus-style peer id (`-TR3000-…`).
+pub fn client_from_peer_id(id: &PeerId) -> String {
+    let b = &id.0;
+    if b[0] == b'-' && b[7] == b'-' && b[1..7].iter().all(u8::is_ascii_alphanumeric) {
+        let code = String::from_utf8_lossy(&b[1..3]);
+        let name = match &*code {
+            "TR" => "Transmission",
+            "LT" | "lt" => "libtorrent",
+            "A2" => "aria2",
+            "BF" => "bitfountain",
+            "qB" => "qBittorrent",
+            "DE" => "Deluge",
+            "UT" => "µTorrent",
+            _ => return String::from_utf8_lossy(&b[0..8]).into_owned(),
+        };
+        return format!("{name} {}", String::from_utf8_lossy(&b[3..7]));
+    }
+    String::from_utf8_lossy(&b[0..8])
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .collect()
+}
+
+/// A short description of a message for trace logs (no payloads).
+fn describe(msg: &Message) -> String {
+    match msg {
+        Message::Piece { piece, begin, data } => format!("piece {piece}@{begin}+{}", data.len()),
+        Message::Bitfield(bits) => format!("bitfield ({} bytes)", bits.len()),
+        Message::Extended { id, payload } => format!("extended {id} ({} bytes)", payload.len()),
+        Message::Unknown { id, payload } => format!("unknown {id} ({} bytes)", payload.len()),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,655 @@
+//! One torrent at run time: shared state behind a short-held lock, the
+//! controller task (choking, connecting, resume flushes, completion), and
+//! what happens when a piece completes (verify, write, HAVE, strikes).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use wire::{Bitfield, BlockRef, Info, PeerId, BLOCK_SIZE};
+
+use super::choker::{choose_unchoked, Candidate};
+use super::picker::{CompletedPiece, PeerKey, Picker};
+use super::rate::{RateLimiter, RateMeter};
+use super::status::{PeerStatus, TorrentPhase, TorrentStatus};
+use super::SessionConfig;
+use crate::storage::Storage;
+
+/// How often the choker re-evaluates (BEP 3 suggests 10 s).
+const RECHOKE_EVERY: Duration = Duration::from_secs(10);
+/// How often the optimistic unchoke moves on.
+const OPTIMISTIC_EVERY: Duration = Duration::from_secs(30);
+/// Most verified-but-unrecorded time before resume data is flushed.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// Confirmed bad blocks before a peer's address is banned.
+const BAN_STRIKES: u32 = 2;
+/// Failed copies kept for attribution.
+const MAX_FAILED_COPIES: usize = 8;
+
+/// A command from the torrent to one peer task.
+#[derive(Debug, Clone)]
+pub enum PeerCmd {
+    /// We have a new piece: tell the peer.
+    Have(u32),
+    Choke,
+    Unchoke,
+    /// Another peer delivered this block first (endgame).
+    Cancel(BlockRef),
+    /// Pieces became available to request (a failure, a departure).
+    Refill,
+    /// Disconnect with this reason (banned, shutting down).
+    Close(String),
+}
+
+/// Byte counters of one peer, shared with its task.
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    /// Payload received as plain blocks.
+    pub down_plain: AtomicU64,
+    /// Payload received as coded symbols.
+    pub down_coded: AtomicU64,
+    pub up: AtomicU64,
+}
+
+impl PeerCounters {
+    pub fn down_total(&self) -> u64 {
+        self.down_plain.load(Ordering::Relaxed) + self.down_coded.load(Ordering::Relaxed)
+    }
+}
+
+/// What the torrent knows about a connected peer.
+pub struct PeerEntry {
+    pub addr: SocketAddr,
+    pub peer_id: PeerId,
+    pub client: String,
+    pub tx: mpsc::UnboundedSender<PeerCmd>,
+    pub counters: Arc<PeerCounters>,
+    pub pieces: Bitfield,
+    pub interested: bool,
+    pub choked: bool,
+    pub outgoing: bool,
+    pub down_meter: RateMeter,
+    pub up_meter: RateMeter,
+    pub connected_at: Instant,
+}
+
+/// A copy of a piece that failed its hash, kept until a good copy shows
+/// which blocks were wrong and so who sent them.
+struct FailedCopy {
+    data: Vec<u8>,
+    senders: Vec<IpAddr>,
+}
+
+/// State behind the torrent's lock.
+pub struct TorrentState {
+    pub picker: Picker,
+    pub peers: HashMap<PeerKey, PeerEntry>,
+    next_key: PeerKey,
+    /// Addresses learnt from trackers, with the time of the last attempt.
+    pub known: HashMap<SocketAddr, Option<Instant>>,
+    pub connecting: HashSet<SocketAddr>,
+    /// Our own listen addresses as seen by others (self-connections).
+    pub own_addrs: HashSet<SocketAddr>,
+    pub banned: HashSet<IpAddr>,
+    strikes: HashMap<IpAddr, u32>,
+    failed: HashMap<u32, FailedCopy>,
+    /// Set when writing failed (e.g. disk full); downloading pauses.
+    pub disk_error: Option<String>,
+    /// Pieces recorded in the resume data.
+    recorded: u32,
+    optimistic: Option<PeerKey>,
+    pub completed_at: Option<Instant>,
+    pub phase: TorrentPhase,
+}
+
+/// Everything a torrent's tasks share.
+pub struct TorrentShared {
+    pub info: Arc<Info>,
+    pub trackers: Vec<Vec<String>>,
+    pub storage: Arc<Storage>,
+    pub config: Arc<SessionConfig>,
+    pub listen_port: u16,
+    pub state: Mutex<TorrentState>,
+    pub uploaded: AtomicU64,
+    pub downloaded: AtomicU64,
+    pub wasted: AtomicU64,
+    pub up_limit: Arc<RateLimiter>,
+    pub down_limit: Arc<RateLimiter>,
+    pub rechoke: Notify,
+    pub completed: Notify,
+    pub shutdown: CancellationToken,
+    pub status_tx: watch::Sender<TorrentStatus>,
+    cache: Mutex<VecDeque<(u32, Bytes)>>,
+    started: Instant,
+}
+
+/// What a torrent starts from.
+pub struct TorrentParts {
+    pub info: Arc<Info>,
+    pub trackers: Vec<Vec<String>>,
+    pub storage: Arc<Storage>,
+    pub config: Arc<SessionConfig>,
+    pub listen_port: u16,
+    /// Pieces verified on disk at start.
+    pub have: Bitfield,
+    pub up_limit: Arc<RateLimiter>,
+    pub down_limit: Arc<RateLimiter>,
+    pub shutdown: CancellationToken,
+}
+
+impl TorrentShared {
+    pub fn new(parts: TorrentParts) -> Arc<Self> {
+        let TorrentParts {
+            info,
+            trackers,
+            storage,
+            config,
+            listen_port,
+            have,
+            up_limit,
+            down_limit,
+            shutdown,
+        } = parts;
+        let complete = have.is_complete();
+        let recorded = have.count();
+        let picker = Picker::new(info.geometry, have);
+        let (status_tx, _) = watch::channel(TorrentStatus::default());
+        Arc::new(TorrentShared {
+            trackers,
+            storage,
+            config,
+            listen_port,
+            state: Mutex::new(TorrentState {
+                picker,
+                peers: HashMap::new(),
+                next_key: 1,
+                known: HashMap::new(),
+                connecting: HashSet::new(),
+                own_addrs: HashSet::new(),
+                banned: HashSet::new(),
+                strikes: HashMap::new(),
+                failed: HashMap::new(),
+                disk_error: None,
+                recorded,
+                optimistic: None,
+                completed_at: complete.then(Instant::now),
+                phase: if complete {
+                    TorrentPhase::Seeding
+                } else {
+                    TorrentPhase::Downloading
+                },
+            }),
+            info,
+            uploaded: AtomicU64::new(0),
+            downloaded: AtomicU64::new(0),
+            wasted: AtomicU64::new(0),
+            up_limit,
+            down_limit,
+            rechoke: Notify::new(),
+            completed: Notify::new(),
+            shutdown,
+            status_tx,
+            cache: Mutex::new(VecDeque::new()),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, TorrentState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.lock().picker.done().is_complete()
+    }
+
+    /// Registers a connected peer; `None` when it must not stay (banned,
+    /// already connected to that peer id, too many peers).
+    pub fn register_peer(&self, mut entry: PeerEntry) -> Option<PeerKey> {
+        let mut st = self.lock();
+        if st.banned.contains(&entry.addr.ip()) || st.peers.len() >= self.config.max_peers {
+            return None;
+        }
+        if st.peers.values().any(|p| p.peer_id == entry.peer_id) {
+            return None;
+        }
+        let key = st.next_key;
+        st.next_key += 1;
+        entry.connected_at = Instant::now();
+        st.peers.insert(key, entry);
+        Some(key)
+    }
+
+    /// Forgets a peer: its pieces and requests go back to the picker.
+    pub fn unregister_peer(&self, key: PeerKey) {
+        let mut st = self.lock();
+        if let Some(entry) = st.peers.remove(&key) {
+            st.picker.remove_peer(key, &entry.pieces);
+            if st.optimistic == Some(key) {
+                st.optimistic = None;
+            }
+            let others: Vec<_> = st.peers.values().map(|p| p.tx.clone()).collect();
+            drop(st);
+            for tx in others {
+                let _ = tx.send(PeerCmd::Refill);
+            }
+            self.rechoke.notify_one();
+        }
+    }
+
+    /// A whole piece for serving blocks, from the cache or the disk.
+    pub async fn piece_data(self: &Arc<Self>, piece: u32) -> std::io::Result<Bytes> {
+        if let Some(data) = self.cached(piece) {
+            return Ok(data);
+        }
+        let storage = self.storage.clone();
+        let data = tokio::task::spawn_blocking(move || storage.read_piece(piece))
+            .await
+            .map_err(std::io::Error::other)??;
+        let data = Bytes::from(data);
+        self.cache_piece(piece, data.clone());
+        Ok(data)
+    }
+
+    fn cached(&self, piece: u32) -> Option<Bytes> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let at = cache.iter().position(|(p, _)| *p == piece)?;
+        let entry = cache.remove(at)?;
+        let data = entry.1.clone();
+        cache.push_front(entry);
+        Some(data)
+    }
+
+    fn cache_piece(&self, piece: u32, data: Bytes) {
+        // About 16 MiB of recent pieces: what several peers are fetching.
+        let capacity = ((16usize << 20) / self.info.geometry.piece_length() as usize).clamp(2, 64);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(p, _)| *p != piece);
+        cache.push_front((piece, data));
+        cache.truncate(capacity);
+    }
+
+    /// Hashes and writes a completed piece off the reactor, then records the
+    /// outcome: HAVE to every peer, or a re-download and strikes.
+    pub fn piece_completed(self: &Arc<Self>, done: CompletedPiece) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let storage = this.storage.clone();
+            let CompletedPiece {
+                piece,
+                data,
+                senders,
+                ..
+            } = done;
+            let result = tokio::task::spawn_blocking(move || {
+                if !storage.verify(piece, &data) {
+                    return (Ok(false), data);
+                }
+                let written = storage.write_piece(piece, &data).map(|_| true);
+                (written, data)
+            })
+            .await;
+            let Ok((outcome, data)) = result else {
+                return;
+            };
+            match outcome {
+                Ok(true) => this.piece_verified(piece, data),
+                Ok(false) => this.piece_failed(piece, data, &senders),
+                Err(e) => this.write_failed(piece, e),
+            }
+        });
+    }
+
+    fn piece_verified(self: &Arc<Self>, piece: u32, data: Vec<u8>) {
+        let data = Bytes::from(data);
+        let mut st = self.lock();
+        st.picker.piece_verified(piece);
+        let length = data.len() as u64;
+        // A good copy shows which blocks of the failed one were wrong.
+        if let Some(failed) = st.failed.remove(&piece) {
+            let culprits = attribute(&failed, &data);
+            for ip in culprits {
+                self.strike(&mut st, ip, "sent a corrupt block");
+            }
+        }
+        let txs: Vec<_> = st.peers.values().map(|p| p.tx.clone()).collect();
+        let complete = st.picker.done().is_complete();
+        if complete && st.completed_at.is_none() {
+            st.completed_at = Some(Instant::now());
+            st.phase = TorrentPhase::Seeding;
+        }
+        drop(st);
+        self.cache_piece(piece, data);
+        tracing::trace!(piece, length, "piece verified");
+        for tx in txs {
+            let _ = tx.send(PeerCmd::Have(piece));
+        }
+        if complete {
+            self.completed.notify_waiters();
+            self.completed.notify_one();
+        }
+    }
+
+    fn piece_failed(self: &Arc<Self>, piece: u32, data: Vec<u8>, senders: &[PeerKey]) {
+        let mut st = self.lock();
+        self.wasted.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let ips: Vec<IpAddr> = senders
+            .iter()
+            .map(|k| {
+                st.peers
+                    .get(k)
+                    .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip())
+            })
+            .collect();
+        let mut distinct = ips.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        tracing::warn!(piece, senders = ?distinct, "piece failed its hash check; fetching it again");
+        if let [only] = distinct[..] {
+            // One sender: no doubt who sent the bad data.
+            self.strike(&mut st, only, "sent a piece that failed its hash");
+        } else if st.failed.len() < MAX_FAILED_COPIES {
+            st.failed.insert(piece, FailedCopy { data, senders: ips });
+        }
+        st.picker.piece_failed(piece, senders);
+        let txs: Vec<_> = st.peers.values().map(|p| p.tx.clone()).collect();
+        drop(st);
+        for tx in txs {
+            let _ = tx.send(PeerCmd::Refill);
+        }
+    }
+
+    fn write_failed(&self, piece: u32, error: std::io::Error) {
+        let mut st = self.lock();
+        st.picker.piece_abandoned(piece);
+        let message = if error.kind() == std::io::ErrorKind::StorageFull {
+            "disk full: downloading paused, still seeding verified pieces".to_owned()
+        } else {
+            format!("cannot write: {error}; downloading paused")
+        };
+        if st.disk_error.is_none() {
+            tracing::error!("{message}");
+        }
+        st.disk_error = Some(message);
+    }
+
+    fn strike(&self, st: &mut TorrentState, ip: IpAddr, why: &str) {
+        let strikes = st.strikes.entry(ip).or_insert(0);
+        *strikes += 1;
+        tracing::warn!(%ip, strikes = *strikes, "strike: {why}");
+        if *strikes >= BAN_STRIKES {
+            self.ban_locked(st, ip, why);
+        }
+    }
+
+    /// Bans an address for the rest of the session and drops its peers.
+    pub fn ban(&self, ip: IpAddr, why: &str) {
+        let mut st = self.lock();
+        self.ban_locked(&mut st, ip, why);
+    }
+
+    fn ban_locked(&self, st: &mut TorrentState, ip: IpAddr, why: &str) {
+        if st.banned.insert(ip) {
+            tracing::warn!(%ip, "banned: {why}");
+        }
+        for peer in st.peers.values().filter(|p| p.addr.ip() == ip) {
+            let _ = peer.tx.send(PeerCmd::Close(format!("banned: {why}")));
+        }
+    }
+
+    /// Whether downloading is paused by a disk error.
+    pub fn downloads_paused(&self) -> bool {
+        self.lock().disk_error.is_some()
+    }
+
+    /// Snapshot for status displays.
+    pub fn status(&self) -> TorrentStatus {
+        let st = self.lock();
+        let done = st.picker.done();
+        let geometry = self.info.geometry;
+        let have_bytes: u64 = done
+            .iter_set()
+            .map(|p| u64::from(geometry.piece_size(p).unwrap_or(0)))
+            .sum();
+        let mut peers: Vec<PeerStatus> = st
+            .peers
+            .values()
+            .map(|p| PeerStatus {
+                addr: p.addr,
+                client: p.client.clone(),
+                outgoing: p.outgoing,
+                down_rate: p.down_meter.rate(),
+                up_rate: p.up_meter.rate(),
+                downloaded_plain: p.counters.down_plain.load(Ordering::Relaxed),
+                downloaded_coded: p.counters.down_coded.load(Ordering::Relaxed),
+                uploaded: p.counters.up.load(Ordering::Relaxed),
+                pieces: p.pieces.count(),
+                interested: p.interested,
+                choked: p.choked,
+                coded: false,
+            })
+            .collect();
+        peers.sort_by_key(|p| p.addr);
+        TorrentStatus {
+            name: self.info.name.clone(),
+            info_hash: self.info.info_hash.to_hex(),
+            total_bytes: geometry.total_length(),
+            have_bytes,
+            pieces_have: done.count(),
+            pieces_total: geometry.piece_count(),
+            down_rate: peers.iter().map(|p| p.down_rate).sum(),
+            up_rate: peers.iter().map(|p| p.up_rate).sum(),
+            downloaded: self.downloaded.load(Ordering::Relaxed),
+            uploaded: self.uploaded.load(Ordering::Relaxed),
+            wasted: self.wasted.load(Ordering::Relaxed),
+            peers,
+            phase: match &st.disk_error {
+                Some(e) => TorrentPhase::Error(e.clone()),
+                None => st.phase.clone(),
+            },
+            elapsed: self.started.elapsed(),
+            completed_after: st.completed_at.map(|t| t.duration_since(self.started)),
+        }
+    }
+}
+
+/// The addresses whose blocks in `failed` differ from the good copy.
+fn attribute(failed: &FailedCopy, good: &[u8]) -> Vec<IpAddr> {
+    let mut culprits: Vec<IpAddr> = failed
+        .data
+        .chunks(BLOCK_SIZE as usize)
+        .zip(good.chunks(BLOCK_SIZE as usize))
+        .zip(&failed.senders)
+        .filter(|((bad, good), _)| bad != good)
+        .map(|(_, ip)| *ip)
+        .collect();
+    culprits.sort_unstable();
+    culprits.dedup();
+    culprits
+}
+
+/// The controller: rates, choking, new connections, resume flushes.
+pub async fn run_controller(
+    torrent: Arc<TorrentShared>,
+    connect: impl Fn(SocketAddr) + Send + 'static,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_rechoke = Instant::now() - RECHOKE_EVERY;
+    let mut last_optimistic = Instant::now() - OPTIMISTIC_EVERY;
+    let mut last_flush = Instant::now();
+    let mut flushing: Option<tokio::task::JoinHandle<(u32, std::io::Result<()>)>> = None;
+    let mut last_disk_retry = Instant::now();
+    loop {
+        let rechoke_now = tokio::select! {
+            _ = torrent.shutdown.cancelled() => break,
+            _ = tick.tick() => false,
+            _ = torrent.rechoke.notified() => true,
+        };
+        let now = Instant::now();
+        if !rechoke_now {
+            sample_rates(&torrent, now);
+            connect_more(&torrent, &connect, now);
+            let _ = torrent.status_tx.send(torrent.status());
+        }
+        if rechoke_now || now.duration_since(last_rechoke) >= RECHOKE_EVERY {
+            let rotate = now.duration_since(last_optimistic) >= OPTIMISTIC_EVERY;
+            if rotate {
+                last_optimistic = now;
+            }
+            rechoke(&torrent, rotate);
+            last_rechoke = now;
+        }
+        if flushing.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(handle) = flushing.take() {
+                match handle.await {
+                    Ok((count, Ok(()))) => torrent.lock().recorded = count,
+                    Ok((_, Err(e))) => tracing::warn!("cannot record resume data: {e}"),
+                    Err(e) => tracing::warn!("resume flush task failed: {e}"),
+                }
+            }
+        }
+        if flushing.is_none() && now.duration_since(last_flush) >= FLUSH_EVERY {
+            flushing = start_flush(&torrent);
+            last_flush = now;
+        }
+        // After a write error, try again now and then: space may be back.
+        if now.duration_since(last_disk_retry) >= Duration::from_secs(5) {
+            last_disk_retry = now;
+            let resumed = {
+                let mut st = torrent.lock();
+                st.disk_error.take().is_some()
+            };
+            if resumed {
+                let txs: Vec<_> = torrent
+                    .lock()
+                    .peers
+                    .values()
+                    .map(|p| p.tx.clone())
+                    .collect();
+                for tx in txs {
+                    let _ = tx.send(PeerCmd::Refill);
+                }
+            }
+        }
+    }
+    // Final flush so a clean stop never re-downloads anything.
+    if let Some(handle) = flushing {
+        let _ = handle.await;
+    }
+    if let Some(handle) = start_flush(&torrent) {
+        if let Ok((count, Ok(()))) = handle.await {
+            torrent.lock().recorded = count;
+        }
+    }
+}
+
+/// Syncs the files and records the pieces verified so far, when there is
+/// anything new to record.
+fn start_flush(
+    torrent: &Arc<TorrentShared>,
+) -> Option<tokio::task::JoinHandle<(u32, std::io::Result<()>)>> {
+    let st = torrent.lock();
+    let have = st.picker.done().clone();
+    if have.count() == st.recorded {
+        return None;
+    }
+    drop(st);
+    let storage = torrent.storage.clone();
+    Some(tokio::task::spawn_blocking(move || {
+        (have.count(), storage.sync_and_record(&have))
+    }))
+}
+
+fn sample_rates(torrent: &TorrentShared, now: Instant) {
+    let mut st = torrent.lock();
+    for p in st.peers.values_mut() {
+        p.down_meter.sample(p.counters.down_total(), now);
+        p.up_meter
+            .sample(p.counters.up.load(Ordering::Relaxed), now);
+    }
+}
+
+fn connect_more(torrent: &TorrentShared, connect: &impl Fn(SocketAddr), now: Instant) {
+    let mut st = torrent.lock();
+    let connected: HashSet<SocketAddr> = st.peers.values().map(|p| p.addr).collect();
+    let room = torrent
+        .config
+        .max_peers
+        .saturating_sub(st.peers.len() + st.connecting.len());
+    let half_open = 8usize.saturating_sub(st.connecting.len());
+    let retry_after = Duration::from_secs(30);
+    let candidates: Vec<SocketAddr> = st
+        .known
+        .iter()
+        .filter(|(addr, last)| {
+            !connected.contains(addr)
+                && !st.connecting.contains(addr)
+                && !st.own_addrs.contains(addr)
+                && !st.banned.contains(&addr.ip())
+                && last.is_none_or(|t| now.duration_since(t) >= retry_after)
+        })
+        .map(|(addr, _)| *addr)
+        .take(room.min(half_open))
+        .collect();
+    for addr in candidates {
+        st.known.insert(addr, Some(now));
+        st.connecting.insert(addr);
+        connect(addr);
+    }
+}
+
+fn rechoke(torrent: &TorrentShared, rotate_optimistic: bool) {
+    let mut st = torrent.lock();
+    let seeding = st.picker.done().is_complete();
+    let interested: Vec<Candidate> = st
+        .peers
+        .iter()
+        .filter(|(_, p)| p.interested)
+        .map(|(&peer, p)| Candidate {
+            peer,
+            download_rate: p.down_meter.rate(),
+            upload_rate: p.up_meter.rate(),
+        })
+        .collect();
+    if rotate_optimistic
+        || st
+            .optimistic
+            .is_none_or(|o| !interested.iter().any(|c| c.peer == o))
+    {
+        let choked: Vec<PeerKey> = st
+            .peers
+            .iter()
+            .filter(|(_, p)| p.interested && p.choked)
+            .map(|(&k, _)| k)
+            .collect();
+        st.optimistic = if choked.is_empty() {
+            st.optimistic
+        } else {
+            Some(choked[rand::random_range(0..choked.len())])
+        };
+    }
+    let unchoke: HashSet<PeerKey> = choose_unchoked(
+        interested,
+        torrent.config.upload_slots,
+        seeding,
+        st.optimistic,
+    )
+    .into_iter()
+    .collect();
+    for (key, peer) in st.peers.iter_mut() {
+        let want_choked = !unchoke.contains(key);
+        if want_choked != peer.choked {
+            peer.choked = want_choked;
+            let _ = peer.tx.send(if want_choked {
+                PeerCmd::Choke
+            } else {
+                PeerCmd::Unchoke
+            });
+        }
+    }
+}
