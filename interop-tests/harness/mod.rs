@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod evil;
 pub mod netns;
 
 use std::path::{Path, PathBuf};
