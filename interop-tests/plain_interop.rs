@@ -2,7 +2,8 @@
 //! and aria2 each seed to us and download from us, for a 64 MiB single-file
 //! torrent and a multi-file torrent with nested folders; then a four-party
 //! swarm. Every party runs in the test's network namespace with its own
-//! address; the tracker is opentracker.
+//! address; the single-file transfers go through opentracker, the others
+//! through our own tracker.
 
 mod harness;
 
@@ -80,6 +81,21 @@ fn fixtures() -> &'static Fixtures {
 }
 
 #[derive(Clone, Copy, Debug)]
+enum TrackerKind {
+    Opentracker,
+    Ours,
+}
+
+fn start_tracker(ns: &Netns, kind: TrackerKind, work: &Path, info_hash: &str) -> Reaped {
+    match kind {
+        TrackerKind::Opentracker => {
+            clients::opentracker(ns, TRACKER_IP, &work.join("ot"), &[info_hash.to_owned()])
+        }
+        TrackerKind::Ours => clients::our_tracker(ns, TRACKER_IP, &work.join("dstate")),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
 enum Legacy {
     Libtorrent,
     Transmission,
@@ -118,15 +134,10 @@ fn start_legacy_seed(
 }
 
 /// The legacy client seeds, we download.
-fn legacy_seeds_we_download(who: Legacy, data: &Dataset) {
+fn legacy_seeds_we_download(who: Legacy, data: &Dataset, tracker: TrackerKind) {
     let ns = Netns::new("seed", &[TRACKER_IP, OUR_IP, THEIR_IP]);
     let work = temp_dir("plain-leech");
-    let _tracker = clients::opentracker(
-        &ns,
-        TRACKER_IP,
-        &work.path().join("ot"),
-        std::slice::from_ref(&data.info_hash),
-    );
+    let _tracker = start_tracker(&ns, tracker, work.path(), &data.info_hash);
     let _seed = start_legacy_seed(&ns, who, data, work.path());
     let saveas = work.path().join("got").join(data.name);
     let log = work.path().join("ours.log");
@@ -151,15 +162,10 @@ fn legacy_seeds_we_download(who: Legacy, data: &Dataset) {
 }
 
 /// We seed, the legacy client downloads.
-fn we_seed_legacy_downloads(who: Legacy, data: &Dataset) {
+fn we_seed_legacy_downloads(who: Legacy, data: &Dataset, tracker: TrackerKind) {
     let ns = Netns::new("leech", &[TRACKER_IP, OUR_IP, THEIR_IP]);
     let work = temp_dir("plain-seed");
-    let _tracker = clients::opentracker(
-        &ns,
-        TRACKER_IP,
-        &work.path().join("ot"),
-        std::slice::from_ref(&data.info_hash),
-    );
+    let _tracker = start_tracker(&ns, tracker, work.path(), &data.info_hash);
     let log = work.path().join("ours.log");
     let _seed = clients::ours(
         &ns,
@@ -205,9 +211,12 @@ fn we_seed_legacy_downloads(who: Legacy, data: &Dataset) {
 fn both_directions(who: Legacy) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let f = fixtures();
-    for data in [&f.single, &f.multi] {
-        legacy_seeds_we_download(who, data);
-        we_seed_legacy_downloads(who, data);
+    for (data, tracker) in [
+        (&f.single, TrackerKind::Opentracker),
+        (&f.multi, TrackerKind::Ours),
+    ] {
+        legacy_seeds_we_download(who, data, tracker);
+        we_seed_legacy_downloads(who, data, tracker);
     }
 }
 
@@ -237,12 +246,7 @@ fn four_party_swarm() {
         ("198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5");
     let ns = Netns::new("swarm", &[TRACKER_IP, seed_ip, leech_ip, lt_ip, aria_ip]);
     let work = temp_dir("plain-swarm");
-    let _tracker = clients::opentracker(
-        &ns,
-        TRACKER_IP,
-        &work.path().join("ot"),
-        std::slice::from_ref(&data.info_hash),
-    );
+    let _tracker = start_tracker(&ns, TrackerKind::Ours, work.path(), &data.info_hash);
     let seed_log = work.path().join("seed.log");
     let _seed = clients::ours(
         &ns,

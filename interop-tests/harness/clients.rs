@@ -50,8 +50,6 @@ pub fn our_tracker(ns: &Netns, ip: &str, dfile: &Path) -> Reaped {
         ip,
         "--port",
         &TRACKER_PORT.to_string(),
-        "--kenosis",
-        "0",
         "--dfile",
     ])
     .arg(dfile)
