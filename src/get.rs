@@ -77,6 +77,12 @@ pub struct GetArgs {
     #[arg(long, default_value_t = 80)]
     pub max_peers: usize,
 
+    /// TCP congestion control for peer connections (cubic, bbr, …; see
+    /// /proc/sys/net/ipv4/tcp_available_congestion_control). Default: the
+    /// system's.
+    #[arg(long, value_name = "NAME")]
+    pub tcp_congestion: Option<String>,
+
     /// Seconds between status lines when not on a terminal.
     #[arg(long, default_value_t = 5)]
     pub status_interval: u64,
@@ -145,6 +151,7 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         max_upload_rate: args.max_upload_rate,
         max_download_rate: args.max_download_rate,
         max_peers: args.max_peers,
+        tcp_congestion: args.tcp_congestion.clone(),
         ..SessionConfig::default()
     };
     let session = Session::start(config).await?;

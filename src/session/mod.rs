@@ -44,6 +44,9 @@ pub struct SessionConfig {
     /// Bytes per second; 0 = unlimited.
     pub max_upload_rate: u64,
     pub max_download_rate: u64,
+    /// TCP congestion control for peer connections (e.g. `cubic`, `bbr`);
+    /// `None` keeps the system default. Benchmarks compare them per socket.
+    pub tcp_congestion: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -57,6 +60,7 @@ impl Default for SessionConfig {
             upload_slots: 4,
             max_upload_rate: 0,
             max_download_rate: 0,
+            tcp_congestion: None,
         }
     }
 }
@@ -129,12 +133,17 @@ impl Session {
         let mut listener = None;
         let mut last_error = None;
         for port in low..=high {
-            match TcpListener::bind((config.bind_ip, port)).await {
+            match bind_listener(
+                SocketAddr::new(config.bind_ip, port),
+                config.tcp_congestion.as_deref(),
+            ) {
                 Ok(l) => {
                     listener = Some(l);
                     break;
                 }
-                Err(e) => last_error = Some(e),
+                // Only a taken port moves on to the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_error = Some(e),
+                Err(e) => bail!("cannot listen on {}:{port}: {e}", config.bind_ip),
             }
         }
         let Some(listener) = listener else {
@@ -231,9 +240,9 @@ impl Session {
             .insert(info.info_hash, shared.clone());
         let connector = {
             let torrent = shared.clone();
-            let bind_ip = self.config.bind_ip;
+            let config = self.config.clone();
             move |addr: SocketAddr| {
-                tokio::spawn(connect_peer(torrent.clone(), addr, bind_ip));
+                tokio::spawn(connect_peer(torrent.clone(), addr, config.clone()));
             }
         };
         tokio::spawn(torrent::run_controller(shared.clone(), connector));
@@ -268,6 +277,34 @@ impl Session {
             let _ = tokio::task::spawn_blocking(move || storage.sync_and_record(&have)).await;
         }
     }
+}
+
+/// A listener; accepted connections inherit its congestion control.
+fn bind_listener(addr: SocketAddr, congestion: Option<&str>) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    set_congestion(&socket, congestion)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Sets TCP congestion control on a socket (Linux `TCP_CONGESTION`).
+fn set_congestion(socket: &tokio::net::TcpSocket, congestion: Option<&str>) -> std::io::Result<()> {
+    if let Some(name) = congestion {
+        socket2::SockRef::from(socket)
+            .set_tcp_congestion(name.as_bytes())
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot use TCP congestion control {name:?}: {e}"),
+                )
+            })?;
+    }
+    Ok(())
 }
 
 async fn accept_loop(
@@ -317,13 +354,15 @@ async fn accept_loop(
     }
 }
 
-async fn connect_peer(torrent: Arc<TorrentShared>, addr: SocketAddr, bind_ip: IpAddr) {
+async fn connect_peer(torrent: Arc<TorrentShared>, addr: SocketAddr, config: Arc<SessionConfig>) {
+    let bind_ip = config.bind_ip;
     let result = async {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
         } else {
             tokio::net::TcpSocket::new_v6()?
         };
+        set_congestion(&socket, config.tcp_congestion.as_deref())?;
         if !bind_ip.is_unspecified() && bind_ip.is_ipv4() == addr.is_ipv4() {
             socket.bind(SocketAddr::new(bind_ip, 0))?;
         }
