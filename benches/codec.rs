@@ -8,19 +8,21 @@
 //!   poisoner from a good copy;
 //! - `outer_rebuild`: rebuilding lost pieces from the outer code.
 //!
+//! Each ours/reference pair is measured alternately (see `paired`), so the
+//! ratio holds on a busy machine. A table with the ratios comes from
+//! `target/criterion/*/*/new/{estimates,sample}.json`.
+//!
 //! `cargo bench --bench codec -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use codec::{
     source_symbol, DecodeStep, DigestKey, HashFailure, OuterCode, PieceDecoder, PieceEncoder,
     PieceParams, Push, SenderId, SymbolSize, Verdict,
 };
 use criterion::measurement::WallTime;
-use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
-};
+use criterion::{criterion_group, BatchSize, BenchmarkGroup, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use raptorq::{
@@ -28,7 +30,7 @@ use raptorq::{
     SourceBlockEncoder,
 };
 use sha1::{Digest, Sha1};
-use wire::{Limits, PieceGeometry};
+use wire::{Limits, PieceGeometry, BLOCK_SIZE};
 
 const SIZES: [(usize, &str); 3] = [(256 << 10, "256KiB"), (1 << 20, "1MiB"), (4 << 20, "4MiB")];
 
@@ -162,6 +164,32 @@ fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTim
     g
 }
 
+/// Measures `ours` and `reference` as two benchmarks whose iterations
+/// alternate with each other: each timed run of one follows an untimed run
+/// of the other. On a shared machine the load drifts over a bench run; this
+/// way both see the same conditions, so their ratio holds even when the
+/// absolute times move.
+fn paired(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    ours: (String, &dyn Fn()),
+    reference: (String, &dyn Fn()),
+) {
+    let timed = |measured: &dyn Fn(), other: &dyn Fn(), iters: u64| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            other();
+            let start = Instant::now();
+            measured();
+            total += start.elapsed();
+        }
+        total
+    };
+    g.bench_function(ours.0, |b| b.iter_custom(|n| timed(ours.1, reference.1, n)));
+    g.bench_function(reference.0, |b| {
+        b.iter_custom(|n| timed(reference.1, ours.1, n))
+    });
+}
+
 fn encode(c: &mut Criterion) {
     let mut g = configure(c, "encode");
     for case in cases() {
@@ -169,22 +197,20 @@ fn encode(c: &mut Criterion) {
         let k = case.params.k();
         let repair = (k / 10).max(1);
         g.throughput(Throughput::Bytes(case.piece.len() as u64));
-        g.bench_function(format!("ours/{}", case.label), |b| {
-            b.iter(|| {
-                let enc = PieceEncoder::new(case.params, &case.piece).expect("encoder");
-                enc.repair_symbols(k, repair)
-                    .expect("repair")
-                    .for_each(|s| {
-                        black_box(s);
-                    });
-            })
-        });
-        g.bench_function(format!("raptorq/{}", case.label), |b| {
-            b.iter(|| {
-                let enc = SourceBlockEncoder::new(0, &case.oti, &case.piece);
-                black_box(enc.repair_packets(0, repair));
-            })
-        });
+        let ours = || {
+            let enc = PieceEncoder::new(case.params, &case.piece).expect("encoder");
+            let symbols: Vec<Vec<u8>> = enc.repair_symbols(k, repair).expect("repair").collect();
+            black_box(symbols);
+        };
+        let direct = || {
+            let enc = SourceBlockEncoder::new(0, &case.oti, &case.piece);
+            black_box(enc.repair_packets(0, repair));
+        };
+        paired(
+            &mut g,
+            (format!("ours/{}", case.label), &ours),
+            (format!("raptorq/{}", case.label), &direct),
+        );
     }
     g.finish();
 }
@@ -193,16 +219,17 @@ fn decode(c: &mut Criterion) {
     let mut g = configure(c, "decode");
     for case in cases() {
         g.throughput(Throughput::Bytes(case.piece.len() as u64));
-        g.bench_function(format!("ours/{}", case.label), |b| {
-            b.iter(|| black_box(case.ours_decode()))
-        });
-        g.bench_function(format!("raptorq/{}", case.label), |b| {
-            b.iter(|| {
-                black_box(
-                    raptorq_decode(&case.oti, case.params.k(), &case.symbols).expect("decoded"),
-                )
-            })
-        });
+        let ours = || {
+            black_box(case.ours_decode());
+        };
+        let direct = || {
+            black_box(raptorq_decode(&case.oti, case.params.k(), &case.symbols).expect("decoded"));
+        };
+        paired(
+            &mut g,
+            (format!("ours/{}", case.label), &ours),
+            (format!("raptorq/{}", case.label), &direct),
+        );
     }
     g.finish();
 }
@@ -219,24 +246,27 @@ fn receive(c: &mut Criterion) {
                 Verdict::Bad(_) => panic!("hash"),
             })
         });
-        g.bench_function(format!("source_only+sha1/{}", case.label), |b| {
-            b.iter(|| match case.ours_source_only(t).verify(&hash) {
-                Verdict::Good(v) => black_box(v.into_data()),
-                Verdict::Bad(_) => panic!("hash"),
-            })
-        });
-        // The reference: a plain BitTorrent client copies the blocks into a
-        // piece buffer and hashes it.
-        g.bench_function(format!("memcpy+sha1/{}", case.label), |b| {
-            b.iter(|| {
-                let mut buf = Vec::with_capacity(case.piece.len());
-                for block in case.piece.chunks(t) {
-                    buf.extend_from_slice(block);
-                }
-                assert_eq!(sha1(&buf), hash);
-                black_box(buf)
-            })
-        });
+        let source_only = || match case.ours_source_only(t).verify(&hash) {
+            Verdict::Good(v) => {
+                black_box(v.into_data());
+            }
+            Verdict::Bad(_) => panic!("hash"),
+        };
+        // The reference: a plain BitTorrent client copies 16 KiB blocks into
+        // a piece buffer and hashes it.
+        let plain = || {
+            let mut buf = Vec::with_capacity(case.piece.len());
+            for block in case.piece.chunks(BLOCK_SIZE as usize) {
+                buf.extend_from_slice(block);
+            }
+            assert_eq!(sha1(&buf), hash);
+            black_box(buf);
+        };
+        paired(
+            &mut g,
+            (format!("source_only+sha1/{}", case.label), &source_only),
+            (format!("memcpy+sha1/{}", case.label), &plain),
+        );
     }
     g.finish();
 }
@@ -332,7 +362,99 @@ fn outer_rebuild(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     targets = encode, decode, receive, attribution, outer_rebuild
 }
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_tables();
+}
+
+/// Median and fastest-sample time per iteration (ms) of one benchmark, from
+/// criterion's output folder.
+fn timing(group: &str, id: &str) -> Option<(f64, f64)> {
+    let root = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map(|d| std::path::Path::new(&d).join("criterion"))
+        })
+        .unwrap_or_else(|| "target/criterion".into());
+    let dir = root.join(group).join(id.replace('/', "_")).join("new");
+    let read = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
+    };
+    let median = read("estimates.json")?["median"]["point_estimate"].as_f64()? / 1e6;
+    let sample = read("sample.json")?;
+    let (iters, times) = (sample["iters"].as_array()?, sample["times"].as_array()?);
+    let fastest = iters
+        .iter()
+        .zip(times)
+        .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?))
+        .fold(f64::INFINITY, f64::min)
+        / 1e6;
+    Some((median, fastest))
+}
+
+/// Prints the markdown tables of the README: medians, and in brackets the
+/// fastest sample (least disturbed by other load); ratios are ours/reference.
+fn print_tables() {
+    let cell = |t: Option<(f64, f64)>| t.map_or("-".into(), |(m, f)| format!("{m:.3} ({f:.3})"));
+    let ratio = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2} ({:.2})", a.0 / b.0, a.1 / b.1),
+        _ => "-".into(),
+    };
+    println!("\n| piece | T | encode: ours | raptorq | ratio | decode: ours | raptorq | ratio | decode+SHA-1 | source-only+SHA-1 | memcpy+SHA-1 | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (_, size) in SIZES {
+        for t in SymbolSize::ALL {
+            let l = format!("{size}/T{}", t.bytes());
+            let (eo, er) = (
+                timing("encode", &format!("ours/{l}")),
+                timing("encode", &format!("raptorq/{l}")),
+            );
+            let (d_o, dr) = (
+                timing("decode", &format!("ours/{l}")),
+                timing("decode", &format!("raptorq/{l}")),
+            );
+            let rs = timing("receive", &format!("decode+sha1/{l}"));
+            let so = timing("receive", &format!("source_only+sha1/{l}"));
+            let mc = timing("receive", &format!("memcpy+sha1/{l}"));
+            println!(
+                "| {size} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.bytes(),
+                cell(eo),
+                cell(er),
+                ratio(eo, er),
+                cell(d_o),
+                cell(dr),
+                ratio(d_o, dr),
+                cell(rs),
+                cell(so),
+                cell(mc),
+                ratio(so, mc)
+            );
+        }
+    }
+    println!("\n| attribution (T = 1024) | 1 MiB piece | 4 MiB piece | per MiB |");
+    println!("|---|---|---|---|");
+    for (what, id) in [
+        ("seal into digests", "seal"),
+        ("attribute from digests", "attribute_sealed"),
+        ("attribute from held symbols", "attribute_held"),
+    ] {
+        let one = timing("attribution", &format!("{id}/1MiB/T1024"));
+        let four = timing("attribution", &format!("{id}/4MiB/T1024"));
+        let per = one.map_or("-".into(), |o| format!("{:.2} ms", o.0));
+        println!("| {what} | {} | {} | {per} |", cell(one), cell(four));
+    }
+    if let Some((m, f)) = timing("outer_rebuild", "64x256KiB/lose6/T1024") {
+        println!(
+            "\nouter rebuild, 6 of 64 pieces of 256 KiB lost: {m:.1} ms ({f:.1}), {:.0} MiB/s of rebuilt pieces",
+            1.5 / (m / 1000.0)
+        );
+    }
+}

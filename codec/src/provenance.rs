@@ -59,6 +59,12 @@ impl DigestKey {
     }
 }
 
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
+
 /// Keyed digests of each sender's symbols, concatenated in arrival order.
 /// Symbols are gathered into a buffer so BLAKE3 sees long inputs (its SIMD
 /// paths hash many 1 KiB chunks at once).
@@ -100,12 +106,6 @@ impl SenderDigests {
     }
 }
 
-impl std::fmt::Debug for DigestKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DigestKey(..)")
-    }
-}
-
 pub(crate) fn sha1(data: &[u8]) -> [u8; 20] {
     Sha1::digest(data).into()
 }
@@ -139,15 +139,16 @@ pub(crate) struct Evidence {
 }
 
 impl Evidence {
-    /// The bytes `record` arrived with (T bytes). `data` is the decoded piece.
+    /// The bytes `record` arrived with: T bytes, or for a source symbol the
+    /// part inside the piece. `data` is the decoded piece.
     fn received<'a>(&'a self, data: &'a [u8], record: &Record) -> &'a [u8] {
         let t = self.params.t_usize();
         if record.esi < self.params.k() {
             let start = record.esi as usize * t;
             let block = self.source.as_deref().unwrap_or(data);
             // The padding of the last source symbol was checked to be zero on
-            // arrival and is not part of `data`; regeneration compares the
-            // piece bytes only (see `Regenerator::matches`).
+            // arrival and is not part of `data`; regeneration cuts it off too
+            // (see `Regenerator::symbol`).
             let len = self.params.source_bytes_in(record.esi);
             block.get(start..start + len).unwrap_or_default()
         } else {

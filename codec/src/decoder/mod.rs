@@ -252,6 +252,10 @@ impl PieceDecoder {
         if self.buffered() >= self.capacity {
             return Err(Reject::Full);
         }
+        if self.records.is_empty() {
+            // Nearly every piece ends with about K records; one allocation.
+            self.records.reserve(k as usize);
+        }
         let slot = if esi < k {
             if self.source.is_empty() {
                 self.source = vec![0; self.params.padded_len()];
