@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{get, make, show};
+use crate::{demo, get, make, show};
 
 /// bitfountain: BitTorrent with fountain-coded transfer between capable
 /// peers and Kenosis tracker discovery.
@@ -29,6 +29,9 @@ pub enum Command {
     /// --saveas at complete data to check and seed it.
     #[command(visible_alias = "download")]
     Get(get::GetArgs),
+    /// Run a whole swarm on loopback: tracker, seed and leechers, with
+    /// progress, a per-peer table and every copy verified.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the chosen command.
@@ -38,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => show::run(&args),
         Command::Track(args) => crate::tracker::run(&args),
         Command::Get(args) => get::run(&args),
+        Command::Demo(args) => demo::run(&args),
     }
 }

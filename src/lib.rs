@@ -2,6 +2,7 @@
 //! engine, storage, tracker, Kenosis, benchmarks and user interfaces.
 
 pub mod cli;
+pub mod demo;
 pub mod fsutil;
 pub mod get;
 pub mod logging;

@@ -52,7 +52,7 @@ pub async fn run_announcer(
                 {
                     let mut st = torrent.lock();
                     for p in &resp.peers {
-                        st.known.entry(p.addr).or_insert(None);
+                        st.known.entry(p.addr).or_default();
                     }
                 }
                 tracing::debug!(peers, interval = resp.interval, "announced");

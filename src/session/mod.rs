@@ -107,7 +107,7 @@ impl TorrentHandle {
     pub fn add_peers(&self, peers: impl IntoIterator<Item = SocketAddr>) {
         let mut st = self.shared.lock();
         for p in peers {
-            st.known.entry(p).or_insert(None);
+            st.known.entry(p).or_default();
         }
     }
 
@@ -355,27 +355,29 @@ async fn accept_loop(
 }
 
 async fn connect_peer(torrent: Arc<TorrentShared>, addr: SocketAddr, config: Arc<SessionConfig>) {
-    let bind_ip = config.bind_ip;
-    let result = async {
+    let started = async {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
         } else {
             tokio::net::TcpSocket::new_v6()?
         };
         set_congestion(&socket, config.tcp_congestion.as_deref())?;
-        if !bind_ip.is_unspecified() && bind_ip.is_ipv4() == addr.is_ipv4() {
-            socket.bind(SocketAddr::new(bind_ip, 0))?;
+        if !config.bind_ip.is_unspecified() && config.bind_ip.is_ipv4() == addr.is_ipv4() {
+            socket.bind(SocketAddr::new(config.bind_ip, 0))?;
         }
         let stream: TcpStream =
             tokio::time::timeout(std::time::Duration::from_secs(10), socket.connect(addr))
                 .await
                 .map_err(|_| anyhow::anyhow!("connect timed out"))??;
         stream.set_nodelay(true)?;
-        torrent.lock().connecting.remove(&addr);
-        peer::run_peer(torrent.clone(), stream, addr, true, None).await
+        peer::start_peer(torrent.clone(), stream, addr, true, None).await
     }
     .await;
-    torrent.lock().connecting.remove(&addr);
+    torrent.attempt_done(addr, started.is_ok());
+    let result = match started {
+        Ok(peer) => peer.run().await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
         tracing::debug!(peer = %addr, "connection ended: {e:#}");
     }

@@ -5,6 +5,7 @@
 //!
 //! Generic over the byte stream: TCP today, a QUIC stream for coded peers.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,15 +24,16 @@ use wire::{Bitfield, BlockRef, Limits, PeerId};
 
 use super::picker::{BlockOutcome, PeerKey};
 use super::rate::RateMeter;
-use super::torrent::{PeerCmd, PeerCounters, PeerEntry, TorrentShared};
+use super::torrent::{PeerCmd, PeerCounters, PeerEntry, TorrentShared, MAX_VERIFY_BACKLOG};
 
 /// Time allowed for the handshake (a peer that connects and says nothing
 /// is dropped after this).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Stop serving requests while this much is queued for the socket.
 const WRITE_HIGH_WATER: usize = 1 << 20;
-/// Our requests in flight to one peer before its rate is known.
-const INITIAL_PIPELINE: usize = 128;
+/// Requests kept in flight on top of the measured bandwidth-delay product
+/// (and before it is known): enough for a fast peer on a short path.
+const PIPELINE_MARGIN: usize = 64;
 /// A peer that delivers nothing for this long while holding our requests
 /// is snubbing us: its requests go to others.
 const SNUB_AFTER: Duration = Duration::from_secs(45);
@@ -56,6 +58,49 @@ pub async fn run_peer<S>(
     outgoing: bool,
     theirs: Option<Handshake>,
 ) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    start_peer(torrent, stream, addr, outgoing, theirs)
+        .await?
+        .run()
+        .await
+}
+
+/// A connection past the handshake, registered with its torrent.
+pub struct StartedPeer<S> {
+    task: PeerTask,
+    rd: tokio::io::ReadHalf<S>,
+    rx: mpsc::UnboundedReceiver<PeerCmd>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> StartedPeer<S> {
+    /// Runs the connection until it ends; unregisters it; bans a peer that
+    /// broke the protocol.
+    pub async fn run(mut self) -> Result<()> {
+        let (torrent, key, addr) = (self.task.torrent.clone(), self.task.key, self.task.addr);
+        let result = self.task.run(&mut self.rd, self.rx).await;
+        self.task.writer.close();
+        torrent.unregister_peer(key);
+        if let Err(e) = &result {
+            if let Some(v) = e.downcast_ref::<Violation>() {
+                if !matches!(v, Violation::Idle(_)) {
+                    torrent.ban(addr.ip(), &v.to_string());
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Exchanges handshakes and registers the peer with its torrent.
+pub async fn start_peer<S>(
+    torrent: Arc<TorrentShared>,
+    stream: S,
+    addr: SocketAddr,
+    outgoing: bool,
+    theirs: Option<Handshake>,
+) -> Result<StartedPeer<S>>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -109,7 +154,7 @@ where
         (key, torrent.lock().picker.done().clone())
     };
     let writer = Writer::spawn(wr);
-    let mut task = PeerTask {
+    let task = PeerTask {
         torrent: torrent.clone(),
         key,
         addr,
@@ -120,21 +165,12 @@ where
         they_have_we_lack: 0,
         reqq: 250,
         meter: RateMeter::default(),
+        rtt: MinRtt::default(),
         last_block: now,
         serve_resume_at: None,
         read_resume_at: None,
     };
-    let result = task.run(&mut rd, rx).await;
-    task.writer.close();
-    torrent.unregister_peer(key);
-    if let Err(e) = &result {
-        if let Some(v) = e.downcast_ref::<Violation>() {
-            if !matches!(v, Violation::Idle(_)) {
-                torrent.ban(addr.ip(), &v.to_string());
-            }
-        }
-    }
-    result
+    Ok(StartedPeer { task, rd, rx })
 }
 
 struct PeerTask {
@@ -150,6 +186,7 @@ struct PeerTask {
     /// How many requests the peer accepts (its `reqq`).
     reqq: usize,
     meter: RateMeter,
+    rtt: MinRtt,
     last_block: Instant,
     serve_resume_at: Option<tokio::time::Instant>,
     read_resume_at: Option<tokio::time::Instant>,
@@ -295,7 +332,15 @@ impl PeerTask {
                 }
                 self.torrent.rechoke.notify_one();
             }
-            PeerEvent::Block { block, data } => self.on_block(block, data, now),
+            PeerEvent::Block {
+                block,
+                data,
+                requested_at,
+            } => {
+                self.rtt
+                    .sample(now.saturating_duration_since(requested_at), now);
+                self.on_block(block, data, now)
+            }
             PeerEvent::RequestQueued => self.serve().await?,
             PeerEvent::Reject(msg) => self.send(msg),
             PeerEvent::ExtendedHandshake(hs) => {
@@ -403,17 +448,29 @@ impl PeerTask {
         }
     }
 
-    /// How many requests to keep in flight: about half a second of this
-    /// peer's delivery rate, within its `reqq`.
+    /// How many requests to keep in flight: twice the bandwidth-delay
+    /// product measured for this peer (its delivery rate times the smallest
+    /// recent round trip), plus a margin, within its `reqq`. More would only
+    /// queue at the sender and hold memory here.
     fn pipeline_target(&self) -> usize {
-        let blocks_per_sec = self.meter.rate() / f64::from(wire::BLOCK_SIZE);
-        let target = ((blocks_per_sec * 0.5) as usize).max(INITIAL_PIPELINE);
-        target.min(self.reqq)
+        let rtt = self
+            .rtt
+            .get()
+            .unwrap_or(Duration::from_millis(100))
+            .as_secs_f64();
+        let bdp_blocks = self.meter.rate() * rtt / f64::from(wire::BLOCK_SIZE);
+        let target = (2.0 * bdp_blocks) as usize + PIPELINE_MARGIN;
+        target.clamp(PIPELINE_MARGIN, self.reqq.max(1))
     }
 
     /// Requests more blocks when we may and there is room in the pipeline.
     fn refill(&mut self) {
         if self.conn.peer_choking || !self.conn.am_interested {
+            return;
+        }
+        // Received pieces waiting to be hashed and written hold memory:
+        // wait for them rather than receive more.
+        if self.torrent.verifying.load(Ordering::Acquire) >= MAX_VERIFY_BACKLOG {
             return;
         }
         let outstanding = self.conn.outstanding_count();
@@ -461,11 +518,10 @@ impl PeerTask {
             let Some(slice) = (end <= data.len()).then(|| data.slice(begin..end)) else {
                 continue;
             };
-            self.send(Message::Piece {
-                piece: block.piece,
-                begin: block.begin,
-                data: slice,
-            });
+            self.conn.sent(Instant::now());
+            let header = Message::piece_header(block.piece, block.begin, block.length);
+            self.writer.send(Bytes::copy_from_slice(&header));
+            self.writer.send(slice);
             let len = u64::from(block.length);
             self.counters.up.fetch_add(len, Ordering::Relaxed);
             self.torrent.uploaded.fetch_add(len, Ordering::Relaxed);
@@ -478,6 +534,30 @@ impl PeerTask {
     }
 }
 
+/// The smallest request round trip seen recently (like BBR's min RTT):
+/// queueing at the sender inflates single samples, the minimum does not.
+#[derive(Debug, Default)]
+struct MinRtt {
+    current: Option<(Duration, Instant)>,
+}
+
+impl MinRtt {
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    fn sample(&mut self, rtt: Duration, now: Instant) {
+        let stale = self
+            .current
+            .is_none_or(|(_, at)| now.duration_since(at) > Self::WINDOW);
+        if stale || self.current.is_some_and(|(min, _)| rtt <= min) {
+            self.current = Some((rtt, now));
+        }
+    }
+
+    fn get(&self) -> Option<Duration> {
+        self.current.map(|(rtt, _)| rtt)
+    }
+}
+
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
@@ -486,7 +566,9 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The writing half of a connection, in its own task.
+/// The writing half of a connection, in its own task. Messages are queued
+/// as separate buffers and written with vectored writes, so a block's
+/// payload goes from the piece cache to the socket without a copy.
 struct Writer {
     tx: Option<mpsc::UnboundedSender<Bytes>>,
     queued: Arc<AtomicUsize>,
@@ -502,22 +584,21 @@ impl Writer {
         let failed = CancellationToken::new();
         let (q, d, f) = (queued.clone(), drained.clone(), failed.clone());
         tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(512 << 10);
+            let mut queue: VecDeque<Bytes> = VecDeque::new();
             while let Some(first) = rx.recv().await {
-                buf.extend_from_slice(&first);
-                // Coalesce whatever else is waiting into one write.
-                while buf.len() < 512 << 10 {
+                queue.push_back(first);
+                // Take whatever else is waiting into the same write.
+                while queue.len() < MAX_IOVECS {
                     match rx.try_recv() {
-                        Ok(more) => buf.extend_from_slice(&more),
+                        Ok(more) => queue.push_back(more),
                         Err(_) => break,
                     }
                 }
-                let len = buf.len();
-                if wr.write_all(&buf).await.is_err() {
+                let len: usize = queue.iter().map(Bytes::len).sum();
+                if write_all_vectored(&mut wr, &mut queue).await.is_err() {
                     f.cancel();
                     return;
                 }
-                buf.clear();
                 q.fetch_sub(len, Ordering::AcqRel);
                 d.notify_one();
             }
@@ -548,6 +629,37 @@ impl Writer {
     fn close(&mut self) {
         self.tx = None;
     }
+}
+
+/// Buffers handed to one vectored write (Linux allows 1024).
+const MAX_IOVECS: usize = 128;
+
+/// Writes every queued buffer, as few system calls as the kernel allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    queue: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !queue.is_empty() {
+        let slices: Vec<std::io::IoSlice<'_>> =
+            queue.iter().map(|b| std::io::IoSlice::new(b)).collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                queue.pop_front();
+            } else {
+                let _ = front.split_to(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A readable client name from an Azureus-style peer id (`-TR3000-…`).

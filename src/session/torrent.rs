@@ -78,6 +78,23 @@ pub struct PeerEntry {
     pub connected_at: Instant,
 }
 
+/// An address we may connect to, and when to try it next.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KnownPeer {
+    /// `None`: try now.
+    pub next_attempt: Option<Instant>,
+    /// Failed attempts in a row.
+    pub failures: u32,
+}
+
+/// First retry delay after a failed connection; it doubles per failure.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Completed pieces waiting for hash and write before we stop requesting
+/// more: bounds the memory held by received pieces.
+pub const MAX_VERIFY_BACKLOG: usize = 8;
+
 /// A copy of a piece that failed its hash, kept until a good copy shows
 /// which blocks were wrong and so who sent them.
 struct FailedCopy {
@@ -90,8 +107,8 @@ pub struct TorrentState {
     pub picker: Picker,
     pub peers: HashMap<PeerKey, PeerEntry>,
     next_key: PeerKey,
-    /// Addresses learnt from trackers, with the time of the last attempt.
-    pub known: HashMap<SocketAddr, Option<Instant>>,
+    /// Addresses learnt from trackers or given by the user.
+    pub known: HashMap<SocketAddr, KnownPeer>,
     pub connecting: HashSet<SocketAddr>,
     /// Our own listen addresses as seen by others (self-connections).
     pub own_addrs: HashSet<SocketAddr>,
@@ -120,6 +137,8 @@ pub struct TorrentShared {
     pub wasted: AtomicU64,
     pub up_limit: Arc<RateLimiter>,
     pub down_limit: Arc<RateLimiter>,
+    /// Completed pieces being hashed and written.
+    pub verifying: std::sync::atomic::AtomicUsize,
     pub rechoke: Notify,
     pub completed: Notify,
     pub shutdown: CancellationToken,
@@ -190,6 +209,7 @@ impl TorrentShared {
             wasted: AtomicU64::new(0),
             up_limit,
             down_limit,
+            verifying: std::sync::atomic::AtomicUsize::new(0),
             rechoke: Notify::new(),
             completed: Notify::new(),
             shutdown,
@@ -277,6 +297,7 @@ impl TorrentShared {
     /// outcome: HAVE to every peer, or a re-download and strikes.
     pub fn piece_completed(self: &Arc<Self>, done: CompletedPiece) {
         let this = self.clone();
+        self.verifying.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             let storage = this.storage.clone();
             let CompletedPiece {
@@ -293,19 +314,49 @@ impl TorrentShared {
                 (written, data)
             })
             .await;
-            let Ok((outcome, data)) = result else {
-                return;
-            };
-            match outcome {
-                Ok(true) => this.piece_verified(piece, data),
-                Ok(false) => this.piece_failed(piece, data, &senders),
-                Err(e) => this.write_failed(piece, e),
+            let backlog = this.verifying.fetch_sub(1, Ordering::AcqRel);
+            match result {
+                Ok((Ok(true), data)) => this.piece_verified(piece, data),
+                Ok((Ok(false), data)) => this.piece_failed(piece, data, &senders),
+                Ok((Err(e), _)) => this.write_failed(piece, e),
+                Err(e) => this.write_failed(piece, std::io::Error::other(e)),
+            }
+            // Peers stopped requesting while the backlog was full.
+            if backlog == MAX_VERIFY_BACKLOG {
+                this.refill_all();
             }
         });
     }
 
+    /// Asks every peer task to request more blocks.
+    pub fn refill_all(&self) {
+        let txs: Vec<_> = self.lock().peers.values().map(|p| p.tx.clone()).collect();
+        for tx in txs {
+            let _ = tx.send(PeerCmd::Refill);
+        }
+    }
+
+    /// Records the outcome of a connection attempt to a known address:
+    /// after a connection that worked, it may be retried soon; after a
+    /// failure, later and later.
+    pub fn attempt_done(&self, addr: SocketAddr, connected: bool) {
+        let mut st = self.lock();
+        st.connecting.remove(&addr);
+        let now = Instant::now();
+        let known = st.known.entry(addr).or_default();
+        if connected {
+            known.failures = 0;
+            known.next_attempt = Some(now + RETRY_FIRST);
+        } else {
+            known.failures += 1;
+            let delay = RETRY_FIRST
+                .saturating_mul(1 << (known.failures - 1).min(6))
+                .min(RETRY_MAX);
+            known.next_attempt = Some(now + delay);
+        }
+    }
+
     fn piece_verified(self: &Arc<Self>, piece: u32, data: Vec<u8>) {
-        let data = Bytes::from(data);
         let mut st = self.lock();
         st.picker.piece_verified(piece);
         let length = data.len() as u64;
@@ -322,8 +373,8 @@ impl TorrentShared {
             st.completed_at = Some(Instant::now());
             st.phase = TorrentPhase::Seeding;
         }
+        st.picker.recycle(data);
         drop(st);
-        self.cache_piece(piece, data);
         tracing::trace!(piece, length, "piece verified");
         for tx in txs {
             let _ = tx.send(PeerCmd::Have(piece));
@@ -582,22 +633,20 @@ fn connect_more(torrent: &TorrentShared, connect: &impl Fn(SocketAddr), now: Ins
         .max_peers
         .saturating_sub(st.peers.len() + st.connecting.len());
     let half_open = 8usize.saturating_sub(st.connecting.len());
-    let retry_after = Duration::from_secs(30);
     let candidates: Vec<SocketAddr> = st
         .known
         .iter()
-        .filter(|(addr, last)| {
+        .filter(|(addr, known)| {
             !connected.contains(addr)
                 && !st.connecting.contains(addr)
                 && !st.own_addrs.contains(addr)
                 && !st.banned.contains(&addr.ip())
-                && last.is_none_or(|t| now.duration_since(t) >= retry_after)
+                && known.next_attempt.is_none_or(|t| now >= t)
         })
         .map(|(addr, _)| *addr)
         .take(room.min(half_open))
         .collect();
     for addr in candidates {
-        st.known.insert(addr, Some(now));
         st.connecting.insert(addr);
         connect(addr);
     }

@@ -204,7 +204,8 @@ fn blocks_must_have_been_requested() {
         got,
         Ok(PeerEvent::Block {
             block: r,
-            data: data.clone()
+            data: data.clone(),
+            requested_at: now
         })
     );
     // A cancelled block that still arrives is not held against the peer.

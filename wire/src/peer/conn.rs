@@ -6,7 +6,7 @@
 //! send come out. A [`Violation`] means "close the connection"; the caller
 //! decides whether it also earns a strike or a ban.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -72,10 +72,12 @@ pub enum PeerEvent {
     /// Their pieces changed wholesale (BITFIELD, HAVE ALL or HAVE NONE):
     /// compare `peer_pieces` with what was known before.
     Bitfield,
-    /// A block we requested.
+    /// A block we requested, and when we requested it (for round-trip
+    /// estimates).
     Block {
         block: BlockRef,
         data: Bytes,
+        requested_at: Instant,
     },
     /// A valid request was queued; take it with [`PeerConn::next_request`].
     RequestQueued,
@@ -113,7 +115,8 @@ pub struct PeerConn {
     pub peer_pieces: Bitfield,
     /// The peer's extended handshake, once received.
     pub peer_ext: Option<ExtendedHandshake>,
-    outstanding: HashSet<BlockRef>,
+    /// Our requests in flight, with the time each was sent.
+    outstanding: HashMap<BlockRef, Instant>,
     recently_cancelled: VecDeque<BlockRef>,
     queued: VecDeque<BlockRef>,
     allowed_fast: HashSet<u32>,
@@ -145,7 +148,7 @@ impl PeerConn {
             peer_interested: false,
             peer_pieces: Bitfield::new(geometry.piece_count()),
             peer_ext: None,
-            outstanding: HashSet::new(),
+            outstanding: HashMap::new(),
             recently_cancelled: VecDeque::new(),
             queued: VecDeque::new(),
             allowed_fast: HashSet::new(),
@@ -174,7 +177,7 @@ impl PeerConn {
                 let dropped = if self.fast {
                     Vec::new()
                 } else {
-                    self.outstanding.drain().collect()
+                    self.outstanding.drain().map(|(b, _)| b).collect()
                 };
                 PeerEvent::Choked { dropped }
             }
@@ -228,7 +231,7 @@ impl PeerConn {
                 if !self.fast {
                     return Err(Violation::FastNotNegotiated);
                 }
-                if self.outstanding.remove(&block) {
+                if self.outstanding.remove(&block).is_some() {
                     PeerEvent::Rejected(block)
                 } else {
                     PeerEvent::Nothing
@@ -314,12 +317,16 @@ impl PeerConn {
             begin,
             length,
         };
-        if self.outstanding.remove(&block) {
-            return Ok(PeerEvent::Block { block, data });
+        if let Some(requested_at) = self.outstanding.remove(&block) {
+            return Ok(PeerEvent::Block {
+                block,
+                data,
+                requested_at,
+            });
         }
         if let Some(expected) = self
             .outstanding
-            .iter()
+            .keys()
             .find(|b| b.piece == piece && b.begin == begin)
             .copied()
         {
@@ -351,7 +358,7 @@ impl PeerConn {
 
     /// Our requests still outstanding.
     pub fn outstanding(&self) -> impl Iterator<Item = &BlockRef> {
-        self.outstanding.iter()
+        self.outstanding.keys()
     }
 
     pub fn outstanding_count(&self) -> usize {
@@ -366,18 +373,17 @@ impl PeerConn {
     /// Records and returns a REQUEST; `None` if it may not be sent or is
     /// already outstanding.
     pub fn request(&mut self, block: BlockRef, now: Instant) -> Option<Message> {
-        if !self.can_request(block.piece) || !self.outstanding.insert(block) {
+        if !self.can_request(block.piece) || self.outstanding.contains_key(&block) {
             return None;
         }
+        self.outstanding.insert(block, now);
         self.last_sent = now;
         Some(Message::Request(block))
     }
 
     /// Cancels an outstanding request; returns the CANCEL to send.
     pub fn cancel(&mut self, block: BlockRef, now: Instant) -> Option<Message> {
-        if !self.outstanding.remove(&block) {
-            return None;
-        }
+        self.outstanding.remove(&block)?;
         if self.recently_cancelled.len() >= CANCEL_MEMORY {
             self.recently_cancelled.pop_front();
         }
@@ -389,7 +395,7 @@ impl PeerConn {
     /// Forgets every outstanding request (the caller gives them back to the
     /// picker), e.g. when the peer has been snubbing us.
     pub fn abandon_outstanding(&mut self) -> Vec<BlockRef> {
-        self.outstanding.drain().collect()
+        self.outstanding.drain().map(|(b, _)| b).collect()
     }
 
     /// Chokes the peer: the CHOKE, then a REJECT for every queued request

@@ -292,6 +292,24 @@ impl Message {
         }
     }
 
+    /// The 13-byte header of a PIECE message carrying `len` bytes, so the
+    /// payload can be written from where it lies without copying it.
+    pub fn piece_header(piece: u32, begin: u32, len: u32) -> [u8; 13] {
+        let mut h = [0u8; 13];
+        let total = len.saturating_add(9);
+        for (dst, src) in h.iter_mut().zip(
+            total
+                .to_be_bytes()
+                .into_iter()
+                .chain([MessageId::Piece as u8])
+                .chain(piece.to_be_bytes())
+                .chain(begin.to_be_bytes()),
+        ) {
+            *dst = src;
+        }
+        h
+    }
+
     /// The encoding in a fresh buffer.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::new();
@@ -359,6 +377,19 @@ mod tests {
         }
         assert_eq!(out, all_kinds());
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn piece_header_matches_the_full_encoding() {
+        let data = Bytes::from_static(b"0123456789");
+        let full = Message::Piece {
+            piece: 7,
+            begin: 16384,
+            data: data.clone(),
+        }
+        .to_bytes();
+        assert_eq!(&full[..13], &Message::piece_header(7, 16384, 10)[..]);
+        assert_eq!(&full[13..], &data[..]);
     }
 
     #[test]
