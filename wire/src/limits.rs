@@ -54,7 +54,9 @@ pub struct Limits {
     // --- tracker ---------------------------------------------------------
     /// Largest announce/scrape query string we parse.
     pub tracker_max_query: usize,
-    /// Most `key=value` parameters in one query.
+    /// Most `key=value` parameters in one query. At least
+    /// `tracker_max_scrape_hashes` plus a few, or a full-size scrape would be
+    /// refused.
     pub tracker_max_params: usize,
     /// Most peers we hand out in one announce response.
     pub tracker_max_numwant: u32,
@@ -127,7 +129,7 @@ impl Limits {
         max_queued_requests: 2000,
         max_outstanding_requests: 2000,
         tracker_max_query: 8 << 10,
-        tracker_max_params: 64,
+        tracker_max_params: 128,
         tracker_max_numwant: 200,
         tracker_default_numwant: 50,
         tracker_max_scrape_hashes: 100,

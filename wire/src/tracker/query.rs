@@ -345,7 +345,7 @@ mod tests {
         );
         assert_eq!(percent_decode(b"%4"), Err(TrackerError::BadEncoding));
         assert_eq!(percent_decode(b"%zz"), Err(TrackerError::BadEncoding));
-        let many = "a=1&".repeat(100);
+        let many = "a=1&".repeat(l.tracker_max_params + 1);
         assert!(matches!(
             parse_query_pairs(many.as_bytes(), &l),
             Err(TrackerError::TooManyParams { .. })
@@ -359,6 +359,25 @@ mod tests {
         assert_eq!(
             AnnounceRequest::parse(twice.as_bytes(), &l),
             Err(TrackerError::Repeated("port"))
+        );
+    }
+
+    #[test]
+    fn a_full_size_scrape_fits_the_parameter_limit() {
+        let l = Limits::DEFAULT;
+        let req = ScrapeRequest {
+            info_hashes: (0..l.tracker_max_scrape_hashes)
+                .map(|i| InfoHash([i as u8; 20]))
+                .collect(),
+        };
+        let query = format!("{}&peer_id=x&key=y", req.to_query());
+        assert!(
+            query.len() <= l.tracker_max_query,
+            "a full scrape must fit the query limit"
+        );
+        assert_eq!(
+            ScrapeRequest::parse(query.as_bytes(), &l).map(|r| r.info_hashes.len()),
+            Ok(l.tracker_max_scrape_hashes)
         );
     }
 
