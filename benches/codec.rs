@@ -8,21 +8,22 @@
 //!   poisoner from a good copy;
 //! - `outer_rebuild`: rebuilding lost pieces from the outer code.
 //!
-//! Each ours/reference pair is measured alternately (see `paired`), so the
-//! ratio holds on a busy machine. A table with the ratios comes from
-//! `target/criterion/*/*/new/{estimates,sample}.json`.
+//! Times are this thread's CPU time (see `thread_cpu`), and each
+//! ours/reference pair is measured alternately (see `paired`), so the ratios
+//! hold on a busy machine. The run ends by printing the tables of
+//! `codec/README.md` from criterion's output.
 //!
 //! `cargo bench --bench codec -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use codec::{
     source_symbol, DecodeStep, DigestKey, HashFailure, OuterCode, PieceDecoder, PieceEncoder,
     PieceParams, Push, SenderId, SymbolSize, Verdict,
 };
 use criterion::measurement::WallTime;
-use criterion::{criterion_group, BatchSize, BenchmarkGroup, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use raptorq::{
@@ -164,30 +165,49 @@ fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTim
     g
 }
 
+/// CPU time consumed by this thread (user + system, so page faults count).
+/// Unlike wall time it leaves out the time other processes hold the CPU:
+/// this machine is shared with parallel builds, and wall-clock figures
+/// swung by ±50% from run to run while CPU time stays put.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes one timespec into `ts`, which is a
+    // valid, exclusively borrowed local for the whole call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Benchmarks `f` in CPU time, running the untimed `before` ahead of each
+/// call (setup, or the other side of a pair).
+fn cpu_bench(g: &mut BenchmarkGroup<'_, WallTime>, id: String, before: &dyn Fn(), f: &dyn Fn()) {
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                before();
+                let start = thread_cpu();
+                f();
+                total += thread_cpu() - start;
+            }
+            total
+        })
+    });
+}
+
 /// Measures `ours` and `reference` as two benchmarks whose iterations
 /// alternate with each other: each timed run of one follows an untimed run
-/// of the other. On a shared machine the load drifts over a bench run; this
-/// way both see the same conditions, so their ratio holds even when the
-/// absolute times move.
+/// of the other, so both see the same cache and allocator state.
 fn paired(
     g: &mut BenchmarkGroup<'_, WallTime>,
     ours: (String, &dyn Fn()),
     reference: (String, &dyn Fn()),
 ) {
-    let timed = |measured: &dyn Fn(), other: &dyn Fn(), iters: u64| {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            other();
-            let start = Instant::now();
-            measured();
-            total += start.elapsed();
-        }
-        total
-    };
-    g.bench_function(ours.0, |b| b.iter_custom(|n| timed(ours.1, reference.1, n)));
-    g.bench_function(reference.0, |b| {
-        b.iter_custom(|n| timed(reference.1, ours.1, n))
-    });
+    cpu_bench(g, ours.0, reference.1, ours.1);
+    cpu_bench(g, reference.0, ours.1, reference.1);
 }
 
 fn encode(c: &mut Criterion) {
@@ -240,12 +260,18 @@ fn receive(c: &mut Criterion) {
         let hash = sha1(&case.piece);
         let t = case.params.t() as usize;
         g.throughput(Throughput::Bytes(case.piece.len() as u64));
-        g.bench_function(format!("decode+sha1/{}", case.label), |b| {
-            b.iter(|| match case.ours_decode().verify(&hash) {
-                Verdict::Good(v) => black_box(v.into_data()),
-                Verdict::Bad(_) => panic!("hash"),
-            })
-        });
+        let receive = || match case.ours_decode().verify(&hash) {
+            Verdict::Good(v) => {
+                black_box(v.into_data());
+            }
+            Verdict::Bad(_) => panic!("hash"),
+        };
+        cpu_bench(
+            &mut g,
+            format!("decode+sha1/{}", case.label),
+            &|| {},
+            &receive,
+        );
         let source_only = || match case.ours_source_only(t).verify(&hash) {
             Verdict::Good(v) => {
                 black_box(v.into_data());
@@ -305,22 +331,33 @@ fn attribution(c: &mut Criterion) {
         assert_eq!(failure.attribute(&case.piece), Ok(vec![SenderId(2)]));
         g.throughput(Throughput::Bytes(len as u64));
         // Sealing the evidence into keyed digests (once, when the hash fails).
-        g.bench_function(format!("seal/{}", case.label), |b| {
-            b.iter_batched(
-                || poisoned(&case),
-                |f| black_box(f.into_provenance()),
-                BatchSize::PerIteration,
-            )
-        });
+        // The closure runs once per timed call; the failure it consumes is
+        // made by the untimed setup just before.
+        let next = std::cell::RefCell::new(None);
+        cpu_bench(
+            &mut g,
+            format!("seal/{}", case.label),
+            &|| *next.borrow_mut() = Some(poisoned(&case)),
+            &|| {
+                let f = next.borrow_mut().take().expect("set up");
+                black_box(f.into_provenance());
+            },
+        );
         // Attribution from the sealed digests once a good copy arrives.
         let provenance = poisoned(&case).into_provenance();
-        g.bench_function(format!("attribute_sealed/{}", case.label), |b| {
-            b.iter(|| assert_eq!(provenance.attribute(&case.piece), Ok(vec![SenderId(2)])))
-        });
+        cpu_bench(
+            &mut g,
+            format!("attribute_sealed/{}", case.label),
+            &|| {},
+            &|| assert_eq!(provenance.attribute(&case.piece), Ok(vec![SenderId(2)])),
+        );
         // Attribution while the symbols are still held (no digests needed).
-        g.bench_function(format!("attribute_held/{}", case.label), |b| {
-            b.iter(|| assert_eq!(failure.attribute(&case.piece), Ok(vec![SenderId(2)])))
-        });
+        cpu_bench(
+            &mut g,
+            format!("attribute_held/{}", case.label),
+            &|| {},
+            &|| assert_eq!(failure.attribute(&case.piece), Ok(vec![SenderId(2)])),
+        );
     }
     g.finish();
 }
@@ -348,14 +385,12 @@ fn outer_rebuild(c: &mut Criterion) {
     let repair_in: Vec<Option<&[u8]>> = repairs.iter().map(|r| Some(&r[..])).collect();
     // Throughput counted in rebuilt bytes.
     g.throughput(Throughput::Bytes(lose as u64 * u64::from(piece_len)));
-    g.bench_function("64x256KiB/lose6/T1024", |b| {
-        b.iter(|| {
-            let rebuilt = code
-                .rebuild(&originals, &repair_in, &hashes, &repair_hashes)
-                .expect("rebuilt");
-            assert_eq!(rebuilt.pieces.len(), lose);
-            black_box(rebuilt)
-        })
+    cpu_bench(&mut g, "64x256KiB/lose6/T1024".into(), &|| {}, &|| {
+        let rebuilt = code
+            .rebuild(&originals, &repair_in, &hashes, &repair_hashes)
+            .expect("rebuilt");
+        assert_eq!(rebuilt.pieces.len(), lose);
+        black_box(rebuilt);
     });
     g.finish();
 }

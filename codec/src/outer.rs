@@ -307,7 +307,8 @@ impl OuterCode {
     }
 
     fn original_ok(&self, index: u32, piece: &[u8], hash: &[u8; 20]) -> bool {
-        self.geometry.piece_size(index) == Some(piece.len() as u32) && sha1(piece) == *hash
+        self.geometry.piece_size(index).map(|len| len as usize) == Some(piece.len())
+            && sha1(piece) == *hash
     }
 
     /// Decodes stripe `stripe` from the good originals and the given repair
