@@ -125,8 +125,8 @@ pub(crate) struct Evidence {
     pub params: PieceParams,
     pub key: DigestKey,
     pub records: Vec<Record>,
-    /// The received source symbols (K·T, zeros where missing), when they are
-    /// not the decoded piece itself (i.e. when raptorq decoded).
+    /// The received source symbols in place (as in the decoder), when they
+    /// are not the decoded piece itself (i.e. when raptorq decoded).
     pub source: Option<Vec<u8>>,
     /// Repair symbols, T bytes each, in arrival order.
     pub repair: Vec<u8>,

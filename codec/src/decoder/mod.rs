@@ -107,8 +107,9 @@ pub struct PieceDecoder {
     /// K + spare: the most distinct symbols held.
     capacity: u32,
     max_attempts: u32,
-    /// Received source symbols in place (K·T, zeros elsewhere); allocated
-    /// on the first source symbol. When all K arrive this *is* the piece.
+    /// Received source symbols in place: the piece's bytes, initialised
+    /// only up to the furthest symbol received so far (gaps are zero until
+    /// filled). When all K arrive this *is* the piece.
     source: Vec<u8>,
     have: Vec<bool>,
     source_count: u32,
@@ -257,16 +258,22 @@ impl PieceDecoder {
             self.records.reserve(k as usize);
         }
         let slot = if esi < k {
-            if self.source.is_empty() {
-                self.source = vec![0; self.params.padded_len()];
+            if self.have.is_empty() {
+                self.source = Vec::with_capacity(self.params.piece_len() as usize);
                 self.have = vec![false; k as usize];
             }
             let start = esi as usize * t;
-            let len = self.params.source_bytes_in(esi).min(bytes.len());
-            if let (Some(dst), Some(src)) =
-                (self.source.get_mut(start..start + len), bytes.get(..len))
-            {
-                dst.copy_from_slice(src);
+            let piece_part = bytes
+                .get(..self.params.source_bytes_in(esi))
+                .unwrap_or(bytes);
+            if start >= self.source.len() {
+                // Beyond what is initialised: zero the gap of symbols still
+                // missing (nothing when symbols arrive in order) and append,
+                // rather than zeroing the whole piece up front.
+                self.source.resize(start, 0);
+                self.source.extend_from_slice(piece_part);
+            } else if let Some(dst) = self.source.get_mut(start..start + piece_part.len()) {
+                dst.copy_from_slice(piece_part);
             }
             if let Some(h) = self.have.get_mut(esi as usize) {
                 *h = true;
@@ -337,13 +344,18 @@ impl PieceDecoder {
     /// symbols, as raptorq wants them (owned).
     fn symbols(&self, used_repair: u32) -> impl Iterator<Item = (u32, Vec<u8>)> + '_ {
         let t = self.params.t_usize();
-        let source = self
-            .have
-            .iter()
-            .zip(self.source.chunks_exact(t))
-            .zip(0u32..)
-            .filter(|((have, _), _)| **have)
-            .map(|((_, bytes), esi)| (esi, bytes.to_vec()));
+        let source =
+            self.have
+                .iter()
+                .zip(0u32..)
+                .filter(|(have, _)| **have)
+                .map(move |(_, esi)| {
+                    let start = esi as usize * t;
+                    let end = (start + t).min(self.source.len());
+                    let mut bytes = self.source.get(start..end).unwrap_or_default().to_vec();
+                    bytes.resize(t, 0); // the last symbol's padding
+                    (esi, bytes)
+                });
         let repair = self
             .repair_esis
             .iter()
@@ -353,10 +365,11 @@ impl PieceDecoder {
         source.chain(repair)
     }
 
-    /// All K source symbols are here: the piece is the buffer itself.
+    /// All K source symbols are here: the piece is the buffer itself (the
+    /// last symbol ends it, so it holds exactly the piece length).
     fn assemble(&mut self) -> DecodedPiece {
-        let mut data = std::mem::take(&mut self.source);
-        data.truncate(self.params.piece_len() as usize);
+        let data = std::mem::take(&mut self.source);
+        debug_assert_eq!(data.len(), self.params.piece_len() as usize);
         DecodedPiece::new(data, self.evidence(None, 0))
     }
 
