@@ -8,21 +8,23 @@
 //!     target/release/examples/work decode-ours 4194304 16384 3
 //! ```
 //! Modes: `none` (setup only, to subtract), `decode-ours`, `decode-raptorq`,
-//! `encode-ours`, `encode-raptorq`. The decode input loses every tenth source
-//! symbol and makes up with repair symbols, like `benches/codec.rs`.
+//! `encode-ours`, `encode-raptorq`, `source-only-sha1`, `memcpy-sha1`. The
+//! decode input loses every tenth source symbol and makes up with repair
+//! symbols, like `benches/codec.rs`.
 
 use std::hint::black_box;
 use std::process::ExitCode;
 
 use codec::{
-    source_symbol, DecodeStep, DigestKey, PieceDecoder, PieceEncoder, PieceParams, SenderId,
-    SymbolSize,
+    source_symbol, DecodeStep, DigestKey, PieceDecoder, PieceEncoder, PieceParams, Push, SenderId,
+    SymbolSize, Verdict,
 };
 use rand::{Rng, SeedableRng};
 use raptorq::{
     EncodingPacket, ObjectTransmissionInformation, PayloadId, SourceBlockDecoder,
     SourceBlockEncoder,
 };
+use sha1::{Digest, Sha1};
 use wire::Limits;
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         }
     }
     let repair_count = (k / 10).max(1);
+    let hash: [u8; 20] = Sha1::digest(&piece).into();
     for _ in 0..n {
         match mode.as_str() {
             "decode-ours" => {
@@ -104,6 +107,37 @@ fn main() -> ExitCode {
             "encode-raptorq" => {
                 let e = SourceBlockEncoder::new(0, &oti, &piece);
                 black_box(e.repair_packets(0, repair_count));
+            }
+            "source-only-sha1" => {
+                // Every source symbol in order, assembled, then hashed.
+                let mut dec =
+                    PieceDecoder::new(params, &Limits::DEFAULT, DigestKey::from_bytes([0; 32]));
+                let mut out = None;
+                for (esi, chunk) in (0u32..).zip(piece.chunks(t.bytes() as usize)) {
+                    let push = if chunk.len() == t.bytes() as usize {
+                        dec.push(esi, chunk, SenderId(0))
+                    } else {
+                        dec.push_block(esi * t.bytes(), chunk, SenderId(0))
+                    };
+                    if let Push::Decoded(d) = push {
+                        out = Some(d);
+                    }
+                }
+                let Some(Verdict::Good(v)) = out.map(|d| d.verify(&hash)) else {
+                    return ExitCode::FAILURE;
+                };
+                black_box(v.into_data());
+            }
+            "memcpy-sha1" => {
+                let mut buf = Vec::with_capacity(piece.len());
+                for block in piece.chunks(16 * 1024) {
+                    buf.extend_from_slice(block);
+                }
+                let got: [u8; 20] = Sha1::digest(&buf).into();
+                if got != hash {
+                    return ExitCode::FAILURE;
+                }
+                black_box(buf);
             }
             "none" => {}
             other => {
