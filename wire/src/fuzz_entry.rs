@@ -9,6 +9,7 @@
 use bytes::BytesMut;
 
 use crate::bencode;
+use crate::kenosis::{classify_dns_name, DnsName, KenosisHost, KenosisUrl, Key, KEY_MAX_LEN};
 use crate::metainfo::{Info, Metainfo};
 use crate::peer::{Decoded, ExtendedHandshake, Handshake, MessageDecoder, PeerConn, PeerEvent};
 use crate::tracker::{AnnounceRequest, ScrapeRequest, ScrapeResponse, TrackerReply};
@@ -29,6 +30,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("tracker_scrape_query", tracker_scrape_query),
     ("tracker_response", tracker_response),
     ("peer_conn", peer_conn),
+    ("kenosis_name", kenosis_name),
 ];
 
 /// Bencode: a decoded value re-encodes to a document that decodes equal.
@@ -177,5 +179,37 @@ pub fn peer_conn(data: &[u8]) {
             Err(_) => return,
         }
         assert_eq!(conn.peer_pieces.len(), geometry.piece_count());
+    }
+}
+
+/// Kenosis names as a `Host` header, an announce URL and a DNS question:
+/// whatever parses has a valid key and prints back to something that parses
+/// to the same value.
+pub fn kenosis_name(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let key_ok = |k: &Key| {
+        let s = k.as_str();
+        !s.is_empty()
+            && s.len() <= KEY_MAX_LEN
+            && s.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+    };
+    if let Ok(host) = KenosisHost::parse(text) {
+        assert!(key_ok(&host.key), "bad key from a host");
+        assert_eq!(KenosisHost::parse(&host.host_header()).as_ref(), Ok(&host));
+    }
+    if let Ok(url) = KenosisUrl::parse(text) {
+        assert!(key_ok(&url.host.key), "bad key from a URL");
+        assert_eq!(KenosisUrl::parse(&url.to_string()).as_ref(), Ok(&url));
+        let at = url.at(std::net::Ipv4Addr::LOCALHOST);
+        assert!(at.starts_with("http://127.0.0.1:"));
+    }
+    let zone = "bt.kenosisp2p.org";
+    if let DnsName::Key(key) = classify_dns_name(text, zone) {
+        assert!(key_ok(&key), "bad key from a DNS name");
+        let again = classify_dns_name(&format!("{key}.{zone}."), zone);
+        assert_eq!(again, DnsName::Key(key));
     }
 }

@@ -20,6 +20,7 @@ pub mod bitfield;
 pub mod fuzz_entry;
 pub mod geometry;
 pub mod ids;
+pub mod kenosis;
 pub mod limits;
 pub mod metainfo;
 pub mod path;

@@ -110,6 +110,20 @@ pub struct Limits {
     /// An encoder holds about 2.2× its piece, so peers asking for repair
     /// symbols of many different pieces cannot grow memory past this.
     pub encoder_cache_bytes: usize,
+
+    // --- Kenosis -----------------------------------------------------------
+    /// Most trackers one lookup considers (the DHT may return hundreds of
+    /// addresses, some made up); the nearest by rank are kept.
+    pub kenosis_max_candidates: usize,
+    /// Most Kenosis keys a tracker registers in the DHT. Keys come from the
+    /// `Host` header of announces, which anyone can write.
+    pub kenosis_max_keys: usize,
+    /// New keys a tracker registers per second at most (each registration
+    /// is a DHT lookup and a few packets); the rest wait in a bounded queue.
+    pub kenosis_registrations_per_sec: u32,
+    /// Distinct lookups the DNS bridge runs at once; further questions for
+    /// other keys get SERVFAIL until one finishes.
+    pub kenosis_max_concurrent_lookups: usize,
 }
 
 impl Limits {
@@ -149,6 +163,10 @@ impl Limits {
         decode_attempts: 3,
         max_symbols_per_message: 1024,
         encoder_cache_bytes: 64 << 20,
+        kenosis_max_candidates: 64,
+        kenosis_max_keys: 100_000,
+        kenosis_registrations_per_sec: 20,
+        kenosis_max_concurrent_lookups: 64,
     };
 }
 
