@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
+use futures_util::future::BoxFuture;
 use rand::seq::SliceRandom;
+use tokio::sync::watch;
 use wire::tracker::{AnnounceRequest, AnnounceResponse, Event, TrackerReply};
 use wire::Limits;
 
@@ -19,10 +21,65 @@ const FLOOR_INTERVAL: Duration = Duration::from_secs(15);
 const FEW_PEERS: usize = 5;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Resolves an announce URL to the URL actually requested (Kenosis URLs
-/// resolve through the DHT); the identity for plain trackers.
-pub type UrlResolver =
-    Arc<dyn Fn(&str) -> futures_util::future::BoxFuture<'static, Result<String>> + Send + Sync>;
+/// Attempts at one announce URL when its resolver says another try may
+/// reach another tracker (Kenosis failover).
+const MAX_TRIES_PER_URL: u32 = 4;
+
+/// Where one announce goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The URL requested.
+    pub url: String,
+    /// A `Host` header to send instead of the one `url` implies: a Kenosis
+    /// tracker reached by address still learns the key from the name.
+    pub host: Option<String>,
+}
+
+impl Resolved {
+    /// The URL as it is, with its own `Host`.
+    pub fn plain(url: &str) -> Resolved {
+        Resolved {
+            url: url.to_owned(),
+            host: None,
+        }
+    }
+}
+
+/// Turns announce URLs into the requests actually sent (Kenosis URLs are
+/// resolved through the DHT). With no resolver, URLs are used as they are.
+pub trait AnnounceResolver: Send + Sync {
+    /// Where to send an announce for `url`.
+    fn resolve(&self, url: &str) -> BoxFuture<'static, Result<Resolved>>;
+
+    /// The request to `resolved` (for `url`) got no answer. Returns true
+    /// when resolving again may lead to another tracker, so the announcer
+    /// tries again at once instead of backing off.
+    fn failed(&self, _url: &str, _resolved: &Resolved) -> bool {
+        false
+    }
+
+    /// Changes whenever earlier answers may be stale (a chosen tracker went
+    /// away); announcers then announce again at once.
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
+}
+
+/// A shared [`AnnounceResolver`].
+pub type UrlResolver = Arc<dyn AnnounceResolver>;
+
+/// A tracker's failure reason: it answered, so trying another tracker in
+/// its place would split the swarm.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tracker refused: {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Announces for one torrent until shutdown, then says `stopped`.
 pub async fn run_announcer(
@@ -42,6 +99,7 @@ pub async fn run_announcer(
     let mut event = Event::Started;
     let mut complete_announced = torrent.is_complete();
     let mut failures = 0u32;
+    let mut changes = resolver.as_ref().and_then(|r| r.changes());
     loop {
         let request = announce_request(&torrent, event, key);
         let (wait, min_wait) = match announce_tiers(&mut tiers, &request, &http, &resolver).await {
@@ -90,6 +148,13 @@ pub async fn run_announcer(
                     break;
                 }
                 _ = tokio::time::sleep_until(slept + due) => break,
+                changed = wait_change(&mut changes) => {
+                    if changed {
+                        tracing::info!("a tracker went away; announcing again now");
+                        break;
+                    }
+                    changes = None;
+                }
                 // Re-evaluate "few peers" now and then.
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
@@ -132,7 +197,7 @@ async fn announce_tiers(
     for tier in tiers.iter_mut() {
         for i in 0..tier.len() {
             let url = tier[i].clone();
-            match announce_one(&url, request, http, resolver).await {
+            match announce_url(&url, request, http, resolver).await {
                 Ok(resp) => {
                     let good = tier.remove(i);
                     tier.insert(0, good);
@@ -145,29 +210,64 @@ async fn announce_tiers(
     Err(last_error)
 }
 
-async fn announce_one(
+/// Resolves once and waits for a change; false when no more can come.
+async fn wait_change(changes: &mut Option<watch::Receiver<u64>>) -> bool {
+    match changes {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Announces to one URL; when its resolver says so (a Kenosis tracker that
+/// did not answer), resolves again and tries the next tracker at once.
+async fn announce_url(
     url: &str,
     request: &AnnounceRequest,
     http: &reqwest::Client,
     resolver: &Option<UrlResolver>,
 ) -> Result<AnnounceResponse> {
-    let lower = url.to_ascii_lowercase();
-    if !lower.starts_with("http://") {
+    if !url.to_ascii_lowercase().starts_with("http://") {
         bail!("only http:// trackers are supported");
     }
-    let url = match resolver {
-        Some(resolve) => resolve(url).await?,
-        None => url.to_owned(),
-    };
+    let mut tries = 0;
+    loop {
+        let resolved = match resolver {
+            Some(r) => r.resolve(url).await?,
+            None => Resolved::plain(url),
+        };
+        let error = match announce_one(&resolved, request, http).await {
+            Ok(resp) => return Ok(resp),
+            Err(e) => e,
+        };
+        tries += 1;
+        let refused = error.downcast_ref::<Refused>().is_some();
+        let again = !refused
+            && tries < MAX_TRIES_PER_URL
+            && resolver.as_ref().is_some_and(|r| r.failed(url, &resolved));
+        if !again {
+            return Err(error);
+        }
+        tracing::info!(
+            "no answer from {} ({error:#}); trying the next tracker",
+            resolved.url
+        );
+    }
+}
+
+async fn announce_one(
+    resolved: &Resolved,
+    request: &AnnounceRequest,
+    http: &reqwest::Client,
+) -> Result<AnnounceResponse> {
+    let url = &resolved.url;
     let sep = if url.contains('?') { '&' } else { '?' };
     let full = format!("{url}{sep}{}", request.to_query());
+    let mut builder = http.get(&full).timeout(REQUEST_TIMEOUT);
+    if let Some(host) = &resolved.host {
+        builder = builder.header(reqwest::header::HOST, host);
+    }
     // Errors name the tracker, not the whole query string.
-    let response = http
-        .get(&full)
-        .timeout(REQUEST_TIMEOUT)
-        .send()
-        .await
-        .map_err(reqwest::Error::without_url)?;
+    let response = builder.send().await.map_err(reqwest::Error::without_url)?;
     if !response.status().is_success() {
         bail!("HTTP {}", response.status());
     }
@@ -177,7 +277,7 @@ async fn announce_one(
         .map_err(reqwest::Error::without_url)?;
     match TrackerReply::decode(&body, &Limits::DEFAULT)? {
         TrackerReply::Announce(resp) => Ok(resp),
-        TrackerReply::Failure(reason) => bail!("tracker refused: {reason}"),
+        TrackerReply::Failure(reason) => Err(Refused(reason).into()),
     }
 }
 
