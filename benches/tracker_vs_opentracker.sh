@@ -63,7 +63,7 @@ start_ours() {
   # The per-address rate limit is on (as in production) but set far above
   # what one benchmark address sends; the access log is written (to
   # /dev/null), so its cost is included.
-  "$BIN" track --bind 127.0.0.1 --port "$OUR_PORT" --rate-limit 100000000 \
+  "$BIN" track --kenosis 0 --bind 127.0.0.1 --port "$OUR_PORT" --rate-limit 100000000 \
     --rate-burst 100000000 --max-connections-per-ip 4096 >/dev/null 2>"$WORK/ours.err" &
   OURS=$!; PIDS+=("$OURS")
   wait_port "$OUR_PORT"

@@ -32,6 +32,12 @@ pub enum Command {
     /// Run a whole swarm on loopback: tracker, seed and leechers, with
     /// progress, a per-peer table and every copy verified.
     Demo(demo::DemoArgs),
+    /// Run a bare Kenosis DHT node others bootstrap from (the seeds' root
+    /// node on port 5005), or look up the tracker of a key with --lookup.
+    Kenosis(crate::kenosis::cli::KenosisCmdArgs),
+    /// Run the Kenosis DNS bridge: legacy clients resolving
+    /// <key>.bt.<zone> get the address of the tracker the DHT chooses.
+    Dns(crate::dns::DnsArgs),
 }
 
 /// Runs the chosen command.
@@ -42,5 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Track(args) => crate::tracker::run(&args),
         Command::Get(args) => get::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Kenosis(args) => crate::kenosis::cli::run(&args),
+        Command::Dns(args) => crate::dns::run(&args),
     }
 }

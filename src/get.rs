@@ -4,12 +4,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use wire::{Limits, Metainfo};
 
+use crate::kenosis::{self, KenosisArgs, KenosisResolver};
 use crate::session::{Session, SessionConfig};
 use crate::show::load_torrent;
 use crate::ui::{human_bytes, Progress, StatusMode, StatusPrinter};
@@ -90,6 +92,16 @@ pub struct GetArgs {
     /// Print status as JSON lines.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub kenosis: KenosisArgs,
+
+    /// Seconds between liveness checks of the Kenosis tracker in use (a
+    /// bare TCP connect, no request): a dead tracker is left within about
+    /// this long instead of at the next announce. 0: off.
+    #[arg(long = "kenosis_watch", visible_alias = "kenosis-watch", default_value = "1",
+          value_name = "SECONDS", value_parser = kenosis::parse_watch)]
+    pub kenosis_watch: f64,
 }
 
 /// Runs `get` on its own runtime until done (or Ctrl-C / SIGTERM).
@@ -154,7 +166,25 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         tcp_congestion: args.tcp_congestion.clone(),
         ..SessionConfig::default()
     };
-    let session = Session::start(config).await?;
+    let mut session = Session::start(config).await?;
+    let kenosis_urls = meta
+        .tracker_tiers()
+        .iter()
+        .flatten()
+        .any(|url| wire::kenosis::KenosisUrl::parse(url).is_ok());
+    if kenosis_urls && args.kenosis.kenosis {
+        let lookup = kenosis::start_lookup(
+            &args.kenosis,
+            args.bind,
+            kenosis::watch_period(args.kenosis_watch),
+        )
+        .await?;
+        tracing::info!(
+            "Kenosis announce URL: finding its tracker through the DHT (node on udp/{})",
+            lookup.node().local_addr()
+        );
+        session.set_url_resolver(Arc::new(KenosisResolver::new(lookup)));
+    }
     let mode = StatusMode::choose(args.json);
     let mut printer = StatusPrinter::new(mode, Duration::from_secs(args.status_interval.max(1)));
     printer.note(&format!(

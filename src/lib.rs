@@ -3,8 +3,10 @@
 
 pub mod cli;
 pub mod demo;
+pub mod dns;
 pub mod fsutil;
 pub mod get;
+pub mod kenosis;
 pub mod logging;
 pub mod make;
 pub mod session;

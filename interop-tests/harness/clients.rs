@@ -46,6 +46,8 @@ pub fn our_tracker(ns: &Netns, ip: &str, dfile: &Path) -> Reaped {
     let mut cmd = ns.command(env!("CARGO_BIN_EXE_bitfountain"));
     cmd.args([
         "track",
+        "--kenosis",
+        "0",
         "--bind",
         ip,
         "--port",

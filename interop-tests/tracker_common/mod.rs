@@ -41,6 +41,11 @@ impl TrackerProc {
         if !args.contains(&"--port") {
             full.extend(["--port", "0"]);
         }
+        // Tests never join the public DHT: Kenosis only with explicit
+        // bootstrap nodes.
+        if !args.iter().any(|a| a.starts_with("--kenosis")) {
+            full.extend(["--kenosis", "0"]);
+        }
         full.extend(args);
         cmd.args(&full)
             .env("RUST_LOG", "info")

@@ -155,7 +155,9 @@ pub fn make_torrent(args: &MakeArgs, show_progress: bool) -> Result<MadeTorrent>
 
     // Check every argument before the (long) hashing starts.
     let kenosis = args.url == KENOSIS_MAGIC;
-    if !kenosis {
+    if kenosis {
+        check_kenosis_zone(&args.kenosis_zone, args.kenosis_port)?;
+    } else {
         check_url(&args.url)?;
     }
     let mut extra_tiers = Vec::new();
@@ -296,6 +298,20 @@ fn default_output(root: &Path) -> PathBuf {
         trimmed
     };
     PathBuf::from(format!("{base}.torrent"))
+}
+
+/// A Kenosis zone must make URLs that Kenosis clients recognise:
+/// `<key>.bt.<domain>`, so the zone is `bt.<domain>`.
+fn check_kenosis_zone(zone: &str, port: u16) -> Result<()> {
+    let zone = zone.trim_matches('.');
+    let sample = format!("http://0.{zone}:{port}/announce");
+    if port == 0 || wire::kenosis::KenosisUrl::parse(&sample).is_err() {
+        bail!(
+            "--kenosis-zone {zone:?} with --kenosis-port {port} does not make a Kenosis URL \
+             (the zone must be bt.<domain>, e.g. bt.kenosisp2p.org, and the port 1-65535)"
+        );
+    }
+    Ok(())
 }
 
 fn check_url(url: &str) -> Result<()> {

@@ -5,13 +5,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use wire::Limits;
 
-use super::{Tracker, TrackerConfig};
+use super::{DhtNodeBook, Tracker, TrackerConfig};
+use crate::kenosis::{dht_bind_for, DhtNode, KenosisArgs, KeyBook, NodeConfig, Registry};
 
 #[derive(Debug, Clone, Args)]
 pub struct TrackArgs {
@@ -120,6 +122,13 @@ pub struct TrackArgs {
     /// Do not write the access log to stdout.
     #[arg(long)]
     pub no_access_log: bool,
+
+    #[command(flatten)]
+    pub kenosis: KenosisArgs,
+
+    /// UDP port of the tracker's Kenosis DHT node (0: any free port).
+    #[arg(long, default_value_t = 0, value_name = "PORT", alias = "dht_port")]
+    pub dht_port: u16,
 }
 
 impl TrackArgs {
@@ -150,13 +159,15 @@ impl TrackArgs {
             access_log: !self.no_access_log,
             limits,
             on_announce: None,
+            dht_nodes: None,
         }
     }
 }
 
-/// Runs the tracker until SIGINT or SIGTERM, then saves and exits.
+/// Runs the tracker until SIGINT or SIGTERM, then saves and exits. With
+/// Kenosis on, the tracker also runs a DHT node that registers it.
 pub fn run(args: &TrackArgs) -> Result<()> {
-    let config = args.to_config();
+    let mut config = args.to_config();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tracker")
@@ -168,7 +179,35 @@ pub fn run(args: &TrackArgs) -> Result<()> {
         // sent right after start is never lost.
         let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let kenosis = args.kenosis.kenosis.then(|| {
+            let keys = KeyBook::new(&config.limits);
+            let nodes = Arc::new(DhtNodeBook::default());
+            config.on_announce = Some(keys.hook());
+            config.dht_nodes = Some(Arc::clone(&nodes));
+            (keys, nodes)
+        });
+        let limits = config.limits.clone();
         let tracker = Tracker::bind(config).await?;
+        let registry = match kenosis {
+            Some((keys, nodes)) => {
+                let node = DhtNode::start(NodeConfig {
+                    bind: dht_bind_for(args.bind),
+                    port: args.dht_port,
+                    bootstrap: args.kenosis.bootstrap(),
+                    extra: nodes.get(),
+                    server_mode: true,
+                })
+                .await?;
+                tracing::info!(
+                    "Kenosis on: DHT node on udp/{}, registering port {}",
+                    node.local_addr(),
+                    tracker.local_addr().port()
+                );
+                let port = tracker.local_addr().port();
+                Some(Registry::start(node, port, keys, Some(nodes), &limits))
+            }
+            None => None,
+        };
         tracing::info!(
             "tracking on http://{}/announce (index page at /, figures at /stats)",
             tracker.local_addr()
@@ -178,6 +217,9 @@ pub fn run(args: &TrackArgs) -> Result<()> {
             _ = int.recv() => "SIGINT",
         };
         tracing::info!("{why}: stopping");
+        if let Some(registry) = registry {
+            registry.stop().await;
+        }
         tracker.shutdown().await
     })
 }

@@ -28,7 +28,7 @@ mod state;
 mod store;
 mod swarm;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,22 @@ impl std::fmt::Debug for AnnounceHook {
     }
 }
 
+/// DHT nodes kept in the dfile so a Kenosis tracker rejoins fast: the
+/// tracker fills it from the dfile at start and writes it back on every
+/// save; Kenosis updates it as it learns nodes.
+#[derive(Debug, Default)]
+pub struct DhtNodeBook(Mutex<Vec<SocketAddrV4>>);
+
+impl DhtNodeBook {
+    pub fn get(&self) -> Vec<SocketAddrV4> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, nodes: Vec<SocketAddrV4>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = nodes;
+    }
+}
+
 /// Everything the tracker needs. [`Default`] matches `bitfountain track`
 /// without options; [`TrackerConfig::local`] suits in-process use.
 #[derive(Debug, Clone)]
@@ -105,6 +121,8 @@ pub struct TrackerConfig {
     pub limits: Limits,
     /// Told about each successful announce (Kenosis hooks in here).
     pub on_announce: Option<AnnounceHook>,
+    /// Known DHT nodes, restored from and saved to the dfile (Kenosis).
+    pub dht_nodes: Option<Arc<DhtNodeBook>>,
 }
 
 impl Default for TrackerConfig {
@@ -124,6 +142,7 @@ impl Default for TrackerConfig {
             access_log: true,
             limits: Limits::DEFAULT,
             on_announce: None,
+            dht_nodes: None,
         }
     }
 }
@@ -166,6 +185,7 @@ pub(crate) struct Shared {
     counters: Counters,
     index_cache: Mutex<Option<(Instant, Bytes)>>,
     dfile: Option<PathBuf>,
+    dht_nodes: Option<Arc<DhtNodeBook>>,
     /// Serialises dfile writes (the periodic save and the final one share
     /// a temporary file name).
     save_lock: Mutex<()>,
@@ -203,7 +223,8 @@ impl Shared {
         };
         let _guard = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let bytes = state::save(path, &self.store, &self.clock)
+        let nodes = self.dht_nodes.as_ref().map(|b| b.get()).unwrap_or_default();
+        let bytes = state::save(path, &self.store, &self.clock, &nodes)
             .with_context(|| format!("cannot write the dfile {}", path.display()))?;
         tracing::debug!(
             "saved {} ({bytes} bytes) in {:?}",
@@ -279,6 +300,7 @@ impl Tracker {
             counters: Counters::default(),
             index_cache: Mutex::new(None),
             dfile: config.dfile.clone(),
+            dht_nodes: config.dht_nodes.clone(),
             save_lock: Mutex::new(()),
         });
         if let Some(path) = config.dfile.clone() {
@@ -341,8 +363,14 @@ impl Drop for Tracker {
 }
 
 fn restore(shared: &Shared, path: &std::path::Path) -> Result<()> {
-    let loaded = state::load(path, &shared.store, &shared.clock, &shared.limits)
+    let (loaded, nodes) = state::load(path, &shared.store, &shared.clock, &shared.limits)
         .with_context(|| format!("cannot read the dfile {}", path.display()))?;
+    if let Some(book) = &shared.dht_nodes {
+        if !nodes.is_empty() {
+            tracing::info!("{} known DHT nodes in the dfile", nodes.len());
+            book.set(nodes);
+        }
+    }
     match loaded {
         Loaded::Missing => tracing::info!("no dfile at {} yet; creating it", path.display()),
         Loaded::Restored { swarms, peers } => tracing::info!(

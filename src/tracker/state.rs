@@ -6,7 +6,8 @@
 //! d 5:saved i<unix time>e
 //!   6:swarms l ( d 10:downloaded i<n>e 9:info_hash 20:<hash>
 //!                  5:peers <31-byte records>  6:peers6 <43-byte records> e )* e
-//!   7:version i1e e
+//!   7:version i1e
+//!   [13:kenosis_nodes <6-byte records>] e
 //! ```
 //!
 //! A record is peer id (20) · IP (4 or 16) · port (2, big-endian) ·
@@ -15,13 +16,17 @@
 //! for the rest of its time and one whose time ran out while the tracker was
 //! down is not brought back.
 //!
+//! `kenosis_nodes` (optional, added without a version change: older builds
+//! ignore unknown keys) lists DHT nodes the tracker's Kenosis node knew, as
+//! IPv4 (4) · port (2, big-endian), so a restart rejoins the DHT at once.
+//!
 //! Reading is strict: anything that is not exactly this shape is treated as
 //! corrupt, renamed aside (`<dfile>.corrupt-<unix time>`) and the tracker
 //! starts empty. Writing goes through [`write_atomic`], so a crash while
 //! saving leaves the previous file intact.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use wire::bencode::{self, Encoder, Node};
@@ -33,6 +38,9 @@ use crate::fsutil::write_atomic;
 pub(crate) const VERSION: i64 = 1;
 const V4_RECORD: usize = 20 + 4 + 2 + 1 + 4;
 const V6_RECORD: usize = 20 + 16 + 2 + 1 + 4;
+const NODE_RECORD: usize = 4 + 2;
+/// Most DHT nodes read back from a dfile.
+const MAX_NODES: usize = 1000;
 
 /// What happened when the dfile was read at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,18 +54,31 @@ pub(crate) enum Loaded {
 }
 
 /// Writes the store's state to `path` atomically; returns the byte count.
-pub(crate) fn save(path: &Path, store: &SwarmStore, clock: &Clock) -> io::Result<usize> {
-    let bytes = encode(store, clock);
+pub(crate) fn save(
+    path: &Path,
+    store: &SwarmStore,
+    clock: &Clock,
+    nodes: &[SocketAddrV4],
+) -> io::Result<usize> {
+    let bytes = encode(store, clock, nodes);
     write_atomic(path, &bytes)?;
     Ok(bytes.len())
 }
 
-pub(crate) fn encode(store: &SwarmStore, clock: &Clock) -> Vec<u8> {
+pub(crate) fn encode(store: &SwarmStore, clock: &Clock, nodes: &[SocketAddrV4]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 << 16);
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     let mut enc = Encoder::new(&mut out);
     enc.begin_dict();
+    if !nodes.is_empty() {
+        let mut records = Vec::with_capacity(nodes.len() * NODE_RECORD);
+        for n in nodes.iter().take(MAX_NODES) {
+            records.extend_from_slice(&n.ip().octets());
+            records.extend_from_slice(&n.port().to_be_bytes());
+        }
+        enc.key_bytes(b"kenosis_nodes", &records);
+    }
     enc.key_int(b"saved", i64::try_from(unix_now()).unwrap_or(0));
     enc.bytes(b"swarms");
     enc.begin_list();
@@ -91,24 +112,25 @@ pub(crate) fn encode(store: &SwarmStore, clock: &Clock) -> Vec<u8> {
     out
 }
 
-/// Reads `path` into `store` (which must be empty). A corrupt file is
-/// renamed aside; only I/O errors other than "not found" are errors.
+/// Reads `path` into `store` (which must be empty), and returns the DHT
+/// nodes it lists. A corrupt file is renamed aside; only I/O errors other
+/// than "not found" are errors.
 pub(crate) fn load(
     path: &Path,
     store: &SwarmStore,
     clock: &Clock,
     limits: &Limits,
-) -> io::Result<Loaded> {
+) -> io::Result<(Loaded, Vec<SocketAddrV4>)> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Loaded::Missing, Vec::new())),
         Err(e) => return Err(e),
     };
     match restore(&bytes, store, clock, limits) {
-        Ok((swarms, peers)) => Ok(Loaded::Restored { swarms, peers }),
+        Ok((swarms, peers, nodes)) => Ok((Loaded::Restored { swarms, peers }, nodes)),
         Err(reason) => {
             let aside = set_aside(path)?;
-            Ok(Loaded::SetAside { reason, aside })
+            Ok((Loaded::SetAside { reason, aside }, Vec::new()))
         }
     }
 }
@@ -150,7 +172,7 @@ fn restore(
     store: &SwarmStore,
     clock: &Clock,
     limits: &Limits,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize, Vec<SocketAddrV4>), String> {
     let decode_limits = Limits {
         // Each swarm is a handful of values; allow the configured maximum.
         bencode_max_items: limits
@@ -171,6 +193,19 @@ fn restore(
         .get(b"swarms")
         .and_then(Node::as_list)
         .ok_or("no `swarms` list")?;
+    let nodes = match root.get(b"kenosis_nodes") {
+        None => Vec::new(),
+        Some(n) => {
+            let raw = n.as_bytes().ok_or("bad `kenosis_nodes`")?;
+            if raw.len() % NODE_RECORD != 0 {
+                return Err("`kenosis_nodes` records of the wrong size".to_owned());
+            }
+            raw.chunks_exact(NODE_RECORD)
+                .take(MAX_NODES)
+                .filter_map(node_record)
+                .collect()
+        }
+    };
     let mut entries = Vec::with_capacity(list.len());
     for (i, node) in list.iter().enumerate() {
         entries.push(entry(node).map_err(|why| format!("swarm {i}: {why}"))?);
@@ -202,7 +237,14 @@ fn restore(
             peers += scratch.len();
         }
     }
-    Ok((swarms, peers))
+    Ok((swarms, peers, nodes))
+}
+
+/// One DHT node record; `None` for port 0 or an unspecified address.
+fn node_record(r: &[u8]) -> Option<SocketAddrV4> {
+    let ip = Ipv4Addr::from(<[u8; 4]>::try_from(r.get(..4)?).ok()?);
+    let port = u16::from_be_bytes(<[u8; 2]>::try_from(r.get(4..6)?).ok()?);
+    (port != 0 && !ip.is_unspecified()).then(|| SocketAddrV4::new(ip, port))
 }
 
 fn entry<'a>(node: &Node<'a>) -> Result<Entry<'a>, &'static str> {
@@ -287,9 +329,11 @@ mod tests {
         let path = dir.path().join("dstate");
         let clock = Clock::new();
         let s = filled();
-        save(&path, &s, &clock).unwrap();
+        let nodes: Vec<SocketAddrV4> = vec!["127.0.0.9:4000".parse().unwrap()];
+        save(&path, &s, &clock, &nodes).unwrap();
         let back = store();
-        let loaded = load(&path, &back, &Clock::new(), &Limits::DEFAULT).unwrap();
+        let (loaded, nodes_back) = load(&path, &back, &Clock::new(), &Limits::DEFAULT).unwrap();
+        assert_eq!(nodes_back, nodes);
         assert_eq!(
             loaded,
             Loaded::Restored {
@@ -304,9 +348,16 @@ mod tests {
         assert_eq!(r.peers.len(), 11);
         assert!(r.peers.iter().any(|p| p.addr.port() == 9999));
         assert_eq!(
-            load(&dir.path().join("none"), &back, &clock, &Limits::DEFAULT).unwrap(),
+            load(&dir.path().join("none"), &back, &clock, &Limits::DEFAULT)
+                .unwrap()
+                .0,
             Loaded::Missing
         );
+        // A file without nodes (as older builds wrote) still loads.
+        save(&path, &s, &clock, &[]).unwrap();
+        let (loaded, nodes_back) = load(&path, &store(), &clock, &Limits::DEFAULT).unwrap();
+        assert!(matches!(loaded, Loaded::Restored { swarms: 5, .. }));
+        assert!(nodes_back.is_empty());
     }
 
     /// Totals of a store as a fresh restore would have them (no announces).
@@ -323,7 +374,7 @@ mod tests {
     fn bad_files_are_set_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dstate");
-        save(&path, &filled(), &Clock::new()).unwrap();
+        save(&path, &filled(), &Clock::new(), &[]).unwrap();
         let good = std::fs::read(&path).unwrap();
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("truncated", good[..good.len() / 2].to_vec()),
@@ -331,11 +382,12 @@ mod tests {
             ("empty", Vec::new()),
             ("future", b"d6:swarmsle7:versioni2ee".to_vec()),
             ("bad record", b"d6:swarmsld10:downloadedi0e9:info_hash20:aaaaaaaaaaaaaaaaaaaa5:peers3:abcee7:versioni1ee".to_vec()),
+            ("bad nodes", b"d13:kenosis_nodes5:abcde6:swarmsle7:versioni1ee".to_vec()),
         ];
         for (what, bytes) in cases {
             std::fs::write(&path, &bytes).unwrap();
             let s = store();
-            let Loaded::SetAside { reason, aside } =
+            let (Loaded::SetAside { reason, aside }, _) =
                 load(&path, &s, &Clock::new(), &Limits::DEFAULT).unwrap()
             else {
                 panic!("{what}: not set aside");
@@ -346,8 +398,8 @@ mod tests {
             assert!(aside.to_string_lossy().contains("dstate.corrupt-"));
             assert_eq!(s.totals().swarms, 0, "{what}: half-restored");
         }
-        // Five files aside, with distinct names.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5);
+        // Six files aside, with distinct names.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
     }
 
     #[test]
