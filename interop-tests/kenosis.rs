@@ -332,6 +332,7 @@ async fn bridge_and_dht_survive_garbage() {
     .unwrap();
     let node_addr = node.local_addr();
     let lookup = Lookup::new(node, LookupConfig::default());
+    let counter = lookup.clone();
     let bridge = DnsBridge::start(ZONE, lookup, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -424,6 +425,36 @@ async fn bridge_and_dht_survive_garbage() {
     })
     .await
     .unwrap();
+
+    // Identical concurrent questions share one lookup.
+    let before = counter.dht_lookups();
+    let answers = tokio::task::spawn_blocking(move || {
+        let socks: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, s) in socks.iter().enumerate() {
+            let id = 1000 + u16::try_from(i).unwrap();
+            s.send_to(&dns_query(id, &format!("same.{ZONE}"), 1), addr)
+                .unwrap();
+        }
+        socks
+            .iter()
+            .map(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                let mut buf = [0u8; 512];
+                let (n, _) = s.recv_from(&mut buf).unwrap();
+                dns_reply(&buf[..n]).unwrap().1
+            })
+            .collect::<Vec<u8>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, vec![NXDOMAIN; 16]);
+    assert_eq!(
+        counter.dht_lookups() - before,
+        1,
+        "16 questions, one lookup"
+    );
     let stats = bridge.stats();
     assert!(stats.nxdomain.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     bridge.shutdown().await;

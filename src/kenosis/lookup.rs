@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -112,6 +113,7 @@ struct Inner {
     state: Mutex<State>,
     changes: watch::Sender<u64>,
     slots: Semaphore,
+    dht_lookups: AtomicU64,
 }
 
 #[derive(Default)]
@@ -141,6 +143,7 @@ impl Lookup {
                 state: Mutex::default(),
                 changes: watch::channel(0).0,
                 slots,
+                dht_lookups: AtomicU64::new(0),
             }),
         }
     }
@@ -222,6 +225,11 @@ impl Lookup {
         }
     }
 
+    /// DHT lookups run so far (cache hits and shared flights not counted).
+    pub fn dht_lookups(&self) -> u64 {
+        self.inner.dht_lookups.load(Ordering::Relaxed)
+    }
+
     /// Ticks whenever a chosen tracker was found gone by the watch.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
@@ -252,6 +260,7 @@ impl Inner {
             }
         }
         let started = Instant::now();
+        self.dht_lookups.fetch_add(1, Ordering::Relaxed);
         let candidates = self.dht_candidates(key).await;
         tracing::debug!(
             %key,

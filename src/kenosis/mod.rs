@@ -40,7 +40,8 @@ pub struct KenosisArgs {
     /// register this tracker for the keys it serves; for `get`: find the
     /// tracker of a http://<key>.bt.<zone>/announce URL through the DHT
     /// (0: resolve that name with ordinary DNS).
-    #[arg(long, default_value = "1", value_name = "0|1", value_parser = parse_switch)]
+    #[arg(long, default_value = "1", value_name = "0|1", value_parser = parse_switch,
+          action = clap::ArgAction::Set)]
     pub kenosis: bool,
 
     /// DHT node to join through, as HOST:PORT (repeatable), e.g. a
@@ -120,4 +121,66 @@ pub async fn start_lookup(
             ..LookupConfig::default()
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Command {
+        let mut all = vec!["bitfountain"];
+        all.extend(args);
+        Cli::try_parse_from(all).unwrap().command
+    }
+
+    #[test]
+    fn command_line_spellings() {
+        Cli::command().debug_assert();
+        for (args, on) in [
+            (&["track"][..], true),
+            (&["track", "--kenosis", "0"][..], false),
+            (&["track", "--kenosis", "1"][..], true),
+            (&["track", "--kenosis=off"][..], false),
+        ] {
+            let Command::Track(t) = parse(args) else {
+                panic!("not track")
+            };
+            assert_eq!(t.kenosis.kenosis, on, "{args:?}");
+        }
+        let Command::Get(g) = parse(&[
+            "get",
+            "t.torrent",
+            "--kenosis",
+            "0",
+            "--kenosis_bootstrap",
+            "a:1",
+            "--kenosis-bootstrap",
+            "b:2",
+            "--kenosis_watch",
+            "0",
+        ]) else {
+            panic!("not get")
+        };
+        assert!(!g.kenosis.kenosis);
+        assert_eq!(
+            g.kenosis.bootstrap(),
+            Some(vec!["a:1".into(), "b:2".into()])
+        );
+        assert_eq!(watch_period(g.kenosis_watch), None);
+        let Command::Dns(d) = parse(&["dns", "--port", "5353", "--kenosis-bootstrap", "x:1"])
+        else {
+            panic!("not dns")
+        };
+        assert_eq!((d.port, d.zone.as_str()), (5353, "bt.kenosisp2p.org"));
+        assert_eq!(watch_period(d.kenosis_watch), Some(Duration::from_secs(1)));
+        assert!(matches!(
+            parse(&["kenosis", "--lookup", "foo"]),
+            Command::Kenosis(_)
+        ));
+        assert!(Cli::try_parse_from(["bitfountain", "track", "--kenosis", "2"]).is_err());
+        assert!(parse_watch("-1").is_err() && parse_watch("x").is_err());
+    }
 }
