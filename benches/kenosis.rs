@@ -138,7 +138,7 @@ fn lookups(rt: &tokio::runtime::Runtime, boot: &[String], count: u64) -> (Vec<f6
             let t = Instant::now();
             let got = lookup.resolve(&key).await.unwrap();
             served.push(ms(t.elapsed()));
-            assert_eq!(got, addrs[i % 3], "a registered key went elsewhere");
+            assert_eq!(got, addrs[i % 3], "registered key {k} went elsewhere");
         }
         cold.sort_by(f64::total_cmp);
         served.sort_by(f64::total_cmp);

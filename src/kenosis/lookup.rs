@@ -155,17 +155,17 @@ impl Lookup {
     /// The tracker for `key`: cached, or found and probed now.
     pub async fn resolve(&self, key: &Key) -> Result<SocketAddrV4, LookupError> {
         let flight = {
-            let mut st = self.inner.lock();
+            let mut guard = self.inner.lock();
+            let st = &mut *guard;
             let now = Instant::now();
             let cache_for = self.inner.config.cache_for;
-            let dead = st.dead.clone();
             if let Some(e) = st.keys.get_mut(key) {
                 e.used = now;
                 let age = now.saturating_duration_since(e.looked_up);
                 match e.chosen {
-                    Some(c) if age < cache_for && !is_dead(&dead, c, now) => return Ok(c),
+                    Some(c) if age < cache_for && !is_dead(&st.dead, c, now) => return Ok(c),
                     None if age < NEGATIVE_FOR
-                        && e.candidates.iter().all(|c| is_dead(&dead, c.addr, now)) =>
+                        && e.candidates.iter().all(|c| is_dead(&st.dead, c.addr, now)) =>
                     {
                         return Err(none_found(key, e.candidates.len()));
                     }
@@ -207,21 +207,27 @@ impl Lookup {
     }
 
     /// Marks the tracker chosen for `key` at `ip` dead (an announce to it
-    /// failed); true when another candidate may now be chosen.
+    /// failed); true when resolving again leads elsewhere (also when the
+    /// watch got there first).
     pub fn chosen_failed(&self, key: &Key, ip: Ipv4Addr) -> bool {
-        let chosen = self
-            .inner
-            .lock()
-            .keys
-            .get(key)
-            .and_then(|e| e.chosen)
-            .filter(|c| *c.ip() == ip);
+        let (chosen, already_dead) = {
+            let st = self.inner.lock();
+            let now = Instant::now();
+            let entry = st.keys.get(key);
+            let chosen = entry.and_then(|e| e.chosen).filter(|c| *c.ip() == ip);
+            let dead = entry.is_some_and(|e| {
+                e.candidates
+                    .iter()
+                    .any(|c| *c.addr.ip() == ip && is_dead(&st.dead, c.addr, now))
+            });
+            (chosen, dead)
+        };
         match chosen {
             Some(addr) => {
                 self.inner.mark_dead(addr, false);
                 true
             }
-            None => false,
+            None => already_dead,
         }
     }
 
