@@ -17,6 +17,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod fountain;
 pub mod fuzz_entry;
 pub mod geometry;
 pub mod ids;

@@ -1,0 +1,421 @@
+//! Sender rate control for symbol datagrams (DESIGN §3.5).
+//!
+//! Loss-based congestion control (Cubic, and quinn's default) reads random
+//! loss as congestion and collapses; quinn's BBR keeps goodput but overshoots
+//! the bottleneck. Fountain symbols make loss cheap (any K of them will do),
+//! so this controller:
+//! - measures the delivery rate from the receiver's acknowledgements and
+//!   keeps its recent maximum (the bottleneck bandwidth, as BBR does);
+//! - sends at that rate divided by (1 − measured loss), so that what arrives
+//!   is the bottleneck's worth even when the link drops packets at random;
+//! - takes a rising round trip — a queue filling — as the sign of
+//!   congestion, not loss, and drains it;
+//! - probes for more bandwidth now and then (gain 1.25 for one round trip,
+//!   then 0.75 to drain what the probe queued).
+//!
+//! Sans-IO: the caller reports sends and acknowledgements with the time, and
+//! asks when it may send next.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Tuning of the pacer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacerConfig {
+    /// Sending rate before anything is measured, bytes/s.
+    pub initial_rate: f64,
+    /// Never slower than this, bytes/s.
+    pub min_rate: f64,
+    /// Never faster than this, bytes/s (an upload limit, or a sanity cap).
+    pub max_rate: f64,
+    /// Highest loss rate compensated for; beyond it the link is unusable
+    /// and compensation would only flood it.
+    pub max_loss: f64,
+}
+
+impl Default for PacerConfig {
+    fn default() -> Self {
+        PacerConfig {
+            initial_rate: 4e6,
+            min_rate: 64e3,
+            max_rate: 10e9,
+            max_loss: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Doubling every round trip until the delivery rate stops growing.
+    Startup {
+        rounds_without_growth: u32,
+        best: f64,
+        round_start: Instant,
+    },
+    /// Sending at the bottleneck rate, cycling through probe gains.
+    Cruise { cycle: usize, since: Instant },
+}
+
+/// BBR's probe cycle: up, drain, then six rounds at the measured rate.
+const GAIN_CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// How long the bandwidth maximum is remembered, in round trips.
+const BW_WINDOW_RTTS: u32 = 10;
+/// How far behind schedule a sender may catch up in one burst.
+const MAX_BURST: Duration = Duration::from_millis(2);
+/// How long the minimum round trip is remembered.
+const RTT_WINDOW: Duration = Duration::from_secs(10);
+
+/// Paces one connection's symbol datagrams.
+#[derive(Debug)]
+pub struct DatagramPacer {
+    config: PacerConfig,
+    next_seq: u32,
+    /// (sequence, send time) of recent datagrams, oldest first.
+    sent: VecDeque<(u32, Instant)>,
+    /// Previous acknowledgement: (time, highest sequence, count received).
+    last_ack: Option<(Instant, u32, u64)>,
+    /// Delivery-rate samples (time, bytes/s) within the window.
+    bw_samples: VecDeque<(Instant, f64)>,
+    min_rtt: Option<(Duration, Instant)>,
+    latest_rtt: Option<Duration>,
+    loss: f64,
+    phase: Phase,
+    rate: f64,
+    next_send: Instant,
+}
+
+impl DatagramPacer {
+    pub fn new(config: PacerConfig, now: Instant) -> Self {
+        let rate = config.initial_rate.clamp(config.min_rate, config.max_rate);
+        DatagramPacer {
+            config,
+            next_seq: 0,
+            sent: VecDeque::new(),
+            last_ack: None,
+            bw_samples: VecDeque::new(),
+            min_rtt: None,
+            latest_rtt: None,
+            loss: 0.0,
+            phase: Phase::Startup {
+                rounds_without_growth: 0,
+                best: 0.0,
+                round_start: now,
+            },
+            rate,
+            next_send: now,
+        }
+    }
+
+    /// When the next datagram may go out.
+    pub fn next_send_time(&self) -> Instant {
+        self.next_send
+    }
+
+    /// Records a datagram of `bytes` sent at `now`; returns its sequence
+    /// number (to put in the frame).
+    pub fn on_send(&mut self, bytes: usize, now: Instant) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.sent.push_back((seq, now));
+        // Remember a few round trips' worth of sends, bounded.
+        while self.sent.len() > 1 << 16 {
+            self.sent.pop_front();
+        }
+        // A sender woken late (timers tick in milliseconds) may catch up on
+        // the schedule, but never by more than a small burst.
+        let earliest = now.checked_sub(MAX_BURST).unwrap_or(now);
+        let start = self.next_send.max(earliest);
+        self.next_send = start + Duration::from_secs_f64(bytes as f64 / self.rate);
+        seq
+    }
+
+    /// Handles an acknowledgement: the highest sequence number the receiver
+    /// has seen and how many datagrams it received in total, each carrying
+    /// `bytes_each` bytes of payload.
+    pub fn on_ack(&mut self, highest_seq: u32, received: u64, bytes_each: usize, now: Instant) {
+        if received == 0 {
+            // Nothing arrived yet: `highest_seq` means nothing.
+            return;
+        }
+        if let Some(&(_, sent_at)) = self.sent.iter().find(|(s, _)| *s == highest_seq) {
+            let rtt = now.saturating_duration_since(sent_at);
+            self.latest_rtt = Some(rtt);
+            let stale = self
+                .min_rtt
+                .is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
+            if stale || self.min_rtt.is_some_and(|(min, _)| rtt <= min) {
+                self.min_rtt = Some((rtt, now));
+            }
+        }
+        // Forget sends the receiver has already seen past.
+        while self
+            .sent
+            .front()
+            .is_some_and(|(s, _)| seq_before(*s, highest_seq))
+        {
+            self.sent.pop_front();
+        }
+        if let Some((at, seq, count)) = self.last_ack {
+            let secs = now.saturating_duration_since(at).as_secs_f64();
+            let got = received.saturating_sub(count);
+            let sent = u64::from(highest_seq.wrapping_sub(seq));
+            if secs > 0.0 && got > 0 && highest_seq != seq && sent < 1 << 30 {
+                self.bw_samples
+                    .push_back((now, got as f64 * bytes_each as f64 / secs));
+                let sample_loss = (1.0 - got as f64 / sent as f64).clamp(0.0, 1.0);
+                // Weighted by datagrams so tiny intervals do not swing it.
+                let w = (sent as f64 / 256.0).min(0.5);
+                self.loss += w * (sample_loss - self.loss);
+            }
+        }
+        if self
+            .last_ack
+            .is_none_or(|(_, seq, _)| seq_before(seq, highest_seq))
+        {
+            self.last_ack = Some((now, highest_seq, received));
+        }
+        let window = self
+            .round_trip()
+            .saturating_mul(BW_WINDOW_RTTS)
+            .max(Duration::from_millis(500));
+        while self
+            .bw_samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > window)
+        {
+            self.bw_samples.pop_front();
+        }
+        self.update_rate(now);
+    }
+
+    fn round_trip(&self) -> Duration {
+        self.min_rtt.map_or(Duration::from_millis(100), |(r, _)| {
+            r.max(Duration::from_millis(1))
+        })
+    }
+
+    /// Bottleneck bandwidth: the largest recent delivery rate.
+    pub fn bottleneck(&self) -> f64 {
+        self.bw_samples.iter().map(|(_, r)| *r).fold(0.0, f64::max)
+    }
+
+    /// A queue is building when the round trip grows well past its minimum.
+    fn queue_building(&self) -> bool {
+        match (self.latest_rtt, self.min_rtt) {
+            (Some(now), Some((min, _))) => now > min.mul_f64(1.5) + Duration::from_millis(2),
+            _ => false,
+        }
+    }
+
+    fn update_rate(&mut self, now: Instant) {
+        let bw = self.bottleneck();
+        if bw <= 0.0 {
+            return;
+        }
+        let rtt = self.round_trip();
+        let loss = self.loss.min(self.config.max_loss);
+        let target = match self.phase {
+            Phase::Startup {
+                rounds_without_growth,
+                best,
+                round_start,
+            } => {
+                // Keep doubling while the delivery rate follows; judge growth
+                // once per round trip, as a round is what a doubling takes.
+                let (mut rounds, mut best, mut round_start) =
+                    (rounds_without_growth, best, round_start);
+                if now.duration_since(round_start) >= rtt {
+                    if bw > best * 1.25 {
+                        rounds = 0;
+                        best = bw;
+                    } else {
+                        rounds += 1;
+                    }
+                    round_start = now;
+                }
+                if rounds >= 3 || self.queue_building() {
+                    self.phase = Phase::Cruise {
+                        cycle: 2,
+                        since: now,
+                    };
+                    bw
+                } else {
+                    self.phase = Phase::Startup {
+                        rounds_without_growth: rounds,
+                        best,
+                        round_start,
+                    };
+                    (bw * 2.0).max(self.rate)
+                }
+            }
+            Phase::Cruise { cycle, since } => {
+                let (cycle, since) = if now.duration_since(since) >= rtt {
+                    ((cycle + 1) % GAIN_CYCLE.len(), now)
+                } else {
+                    (cycle, since)
+                };
+                self.phase = Phase::Cruise { cycle, since };
+                let gain = GAIN_CYCLE.get(cycle).copied().unwrap_or(1.0);
+                if self.queue_building() {
+                    // Congestion: drain, and do not read the loss as random.
+                    bw * gain.min(0.9)
+                } else {
+                    // Random loss: send enough that the bottleneck's worth arrives.
+                    bw * gain / (1.0 - loss)
+                }
+            }
+        };
+        self.rate = target.clamp(self.config.min_rate, self.config.max_rate);
+    }
+
+    /// Current sending rate, bytes/s.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Smoothed fraction of datagrams lost.
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Smallest recent round trip, if measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.map(|(r, _)| r)
+    }
+}
+
+/// `a` comes before `b` in wrapping sequence space.
+fn seq_before(a: u32, b: u32) -> bool {
+    b.wrapping_sub(a) as i32 > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link model: a rate cap with a drop-tail queue, a one-way delay and
+    /// random loss, as the bench's emulator applies them.
+    struct Link {
+        rate: f64,
+        queue_limit: f64,
+        delay: Duration,
+        loss: f64,
+        busy_until: Instant,
+        rng: u64,
+    }
+
+    impl Link {
+        /// Arrival time of a datagram sent at `at`, or `None` if dropped.
+        fn send(&mut self, bytes: usize, at: Instant) -> Option<Instant> {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            if (self.rng % 1_000_000) as f64 / 1e6 < self.loss {
+                return None;
+            }
+            let start = self.busy_until.max(at);
+            if start.duration_since(at).as_secs_f64() * self.rate > self.queue_limit {
+                return None; // queue full
+            }
+            self.busy_until = start + Duration::from_secs_f64(bytes as f64 / self.rate);
+            Some(self.busy_until + self.delay)
+        }
+    }
+
+    /// Runs the pacer over the link for `secs`; returns (goodput bytes/s,
+    /// datagrams sent per datagram delivered).
+    fn simulate(rate_mbit: f64, rtt_ms: u64, loss: f64, secs: f64) -> (f64, f64) {
+        let start = Instant::now();
+        let rate = rate_mbit * 1e6 / 8.0;
+        let delay = Duration::from_millis(rtt_ms / 2);
+        let bdp = (rate * (rtt_ms as f64 / 1000.0)).max(30_000.0);
+        let mut link = Link {
+            rate,
+            queue_limit: bdp,
+            delay,
+            loss,
+            busy_until: start,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        };
+        let mut pacer = DatagramPacer::new(PacerConfig::default(), start);
+        let size = 1036;
+        let mut arrivals: VecDeque<(Instant, u32)> = VecDeque::new();
+        let (mut received, mut highest, mut sent) = (0u64, 0u32, 0u64);
+        let mut next_ack = start;
+        let mut now = start;
+        let end = start + Duration::from_secs_f64(secs);
+        let mut pending_acks: VecDeque<(Instant, u32, u64)> = VecDeque::new();
+        while now < end {
+            // Send whatever the pacer allows up to now.
+            while pacer.next_send_time() <= now {
+                let seq = pacer.on_send(size, now);
+                sent += 1;
+                if let Some(at) = link.send(size, now) {
+                    arrivals.push_back((at, seq));
+                }
+            }
+            // Deliver arrivals; the receiver acks every 5 ms.
+            while arrivals.front().is_some_and(|(at, _)| *at <= now) {
+                let (_, seq) = arrivals.pop_front().unwrap();
+                received += 1;
+                highest = highest.max(seq);
+            }
+            if now >= next_ack && received > 0 {
+                pending_acks.push_back((now + delay, highest, received));
+                next_ack = now + Duration::from_millis(5);
+            }
+            while pending_acks.front().is_some_and(|(at, _, _)| *at <= now) {
+                let (_, h, r) = pending_acks.pop_front().unwrap();
+                pacer.on_ack(h, r, size, now);
+            }
+            now += Duration::from_micros(200);
+        }
+        let goodput = received as f64 * size as f64 / secs;
+        (goodput, sent as f64 / received.max(1) as f64)
+    }
+
+    #[test]
+    fn fills_a_clean_link_without_flooding_it() {
+        let (goodput, overhead) = simulate(100.0, 20, 0.0, 6.0);
+        eprintln!(
+            "clean: {:.1} Mbit/s, {overhead:.3} sent per delivered",
+            goodput * 8e-6
+        );
+        let link = 100e6 / 8.0;
+        assert!(
+            goodput > 0.85 * link,
+            "goodput {:.1} Mbit/s",
+            goodput * 8e-6
+        );
+        assert!(overhead < 1.05, "sent {overhead:.3} per delivered");
+    }
+
+    #[test]
+    fn random_loss_costs_only_the_loss() {
+        for (rtt, loss) in [(20, 0.05), (80, 0.05), (80, 0.10)] {
+            let (goodput, overhead) = simulate(100.0, rtt, loss, 8.0);
+            eprintln!(
+                "rtt {rtt} loss {loss}: {:.1} Mbit/s, {overhead:.3} sent per delivered",
+                goodput * 8e-6
+            );
+            let link = 100e6 / 8.0;
+            assert!(
+                goodput > 0.8 * (1.0 - loss) * link,
+                "rtt {rtt} loss {loss}: goodput {:.1} Mbit/s",
+                goodput * 8e-6
+            );
+            assert!(
+                overhead < 1.1 / (1.0 - loss),
+                "rtt {rtt} loss {loss}: sent {overhead:.3} per delivered"
+            );
+        }
+    }
+
+    #[test]
+    fn sequence_order_wraps() {
+        assert!(seq_before(1, 2));
+        assert!(seq_before(u32::MAX, 0));
+        assert!(!seq_before(2, 1));
+        assert!(!seq_before(5, 5));
+    }
+}
