@@ -27,8 +27,9 @@ const RANGE_SENT: u8 = 6;
 const ACK: u8 = 7;
 /// First byte of a datagram frame.
 const DATAGRAM: u8 = 0x10;
-/// Bytes of a datagram frame before the symbol: kind, sequence, piece, ESI.
-pub const DATAGRAM_HEADER: usize = 1 + 4 + 4 + 3;
+/// Bytes of a datagram frame before the symbols: kind, sequence, piece,
+/// first ESI, symbol count.
+pub const DATAGRAM_HEADER: usize = 1 + 4 + 4 + 3 + 1;
 
 /// How the requester wants the symbols delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,14 +334,18 @@ impl CodedMessage {
     }
 }
 
-/// One symbol in a datagram.
+/// Consecutive symbols in one datagram: one on a 1500-byte path, several
+/// where the path allows larger datagrams (loopback). Losing the datagram
+/// loses them all, which the fountain code absorbs like any loss.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatagramFrame {
     /// Sender's sequence number, for acknowledgements and loss estimates.
     pub seq: u32,
     pub piece: u32,
+    /// ESI of the first symbol.
     pub esi: u32,
-    pub symbol: Bytes,
+    /// `count × T` bytes.
+    pub symbols: Bytes,
 }
 
 impl DatagramFrame {
@@ -350,48 +355,66 @@ impl DatagramFrame {
         if kind != DATAGRAM {
             return Err(FountainError::UnknownType(kind));
         }
-        if datagram.len() != DATAGRAM_HEADER + t as usize {
+        if datagram.len() < DATAGRAM_HEADER {
             return Err(FountainError::BadLength {
                 kind,
                 len: datagram.len(),
-                expected: DATAGRAM_HEADER + t as usize,
+                expected: DATAGRAM_HEADER,
             });
         }
         let mut b = datagram.slice(1..DATAGRAM_HEADER);
         let seq = b.get_u32();
         let piece = b.get_u32();
         let esi = u32::from(b.get_u8()) << 16 | u32::from(b.get_u16());
-        if esi > limits.max_esi {
+        let count = u32::from(b.get_u8());
+        let expected = DATAGRAM_HEADER + count as usize * t as usize;
+        if count == 0 || datagram.len() != expected {
+            return Err(FountainError::BadLength {
+                kind,
+                len: datagram.len(),
+                expected,
+            });
+        }
+        if esi.saturating_add(count - 1) > limits.max_esi {
             return Err(FountainError::EsiOutOfRange(esi));
         }
         Ok(DatagramFrame {
             seq,
             piece,
             esi,
-            symbol: datagram.slice(DATAGRAM_HEADER..),
+            symbols: datagram.slice(DATAGRAM_HEADER..),
         })
     }
 
-    /// The frame's header; the symbol follows it in the datagram.
-    pub fn header(seq: u32, piece: u32, esi: u32) -> [u8; DATAGRAM_HEADER] {
+    /// The frame's header for `count` (1..=255) symbols, which follow it in
+    /// the datagram.
+    pub fn header(seq: u32, piece: u32, esi: u32, count: u8) -> [u8; DATAGRAM_HEADER] {
         let esi = esi.min((1 << 24) - 1).to_be_bytes();
         let mut h = [0u8; DATAGRAM_HEADER];
         let parts = [DATAGRAM]
             .into_iter()
             .chain(seq.to_be_bytes())
             .chain(piece.to_be_bytes())
-            .chain(esi.into_iter().skip(1));
+            .chain(esi.into_iter().skip(1))
+            .chain([count]);
         for (dst, src) in h.iter_mut().zip(parts) {
             *dst = src;
         }
         h
     }
 
-    pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(DATAGRAM_HEADER + self.symbol.len());
-        out.put_slice(&Self::header(self.seq, self.piece, self.esi));
-        out.put_slice(&self.symbol);
+    /// Encodes the frame; `t` is the symbol size.
+    pub fn encode(&self, t: u32) -> Bytes {
+        let count = (self.symbols.len() / t.max(1) as usize).min(255) as u8;
+        let mut out = BytesMut::with_capacity(DATAGRAM_HEADER + self.symbols.len());
+        out.put_slice(&Self::header(self.seq, self.piece, self.esi, count));
+        out.put_slice(&self.symbols);
         out.freeze()
+    }
+
+    /// Number of symbols carried, given the symbol size.
+    pub fn count(&self, t: u32) -> u32 {
+        (self.symbols.len() / t.max(1) as usize) as u32
     }
 }
 

@@ -140,9 +140,9 @@ fn datagram_frames_round_trip_and_check_length() {
         seq: 77,
         piece: 123_456,
         esi: (1 << 24) - 1,
-        symbol: Bytes::from(vec![3u8; 1024]),
+        symbols: Bytes::from(vec![3u8; 1024]),
     };
-    let bytes = f.encode();
+    let bytes = f.encode(1024);
     assert_eq!(bytes.len(), DATAGRAM_HEADER + 1024);
     assert_eq!(DatagramFrame::decode(&bytes, 1024, &l), Ok(f));
     assert!(matches!(
@@ -151,4 +151,22 @@ fn datagram_frames_round_trip_and_check_length() {
     ));
     assert!(DatagramFrame::decode(&bytes.slice(..100), 1024, &l).is_err());
     assert!(DatagramFrame::decode(&Bytes::from_static(&[1, 2, 3]), 1024, &l).is_err());
+    // Several symbols per datagram; none may pass the largest ESI.
+    let many = DatagramFrame {
+        seq: 1,
+        piece: 2,
+        esi: 100,
+        symbols: Bytes::from(vec![9u8; 16 * 1024]),
+    };
+    let decoded = DatagramFrame::decode(&many.encode(1024), 1024, &l).unwrap();
+    assert_eq!(decoded.count(1024), 16);
+    assert_eq!(decoded, many);
+    let past_end = DatagramFrame {
+        esi: (1 << 24) - 2,
+        ..many
+    };
+    assert!(matches!(
+        DatagramFrame::decode(&past_end.encode(1024), 1024, &l),
+        Err(FountainError::EsiOutOfRange(_))
+    ));
 }
