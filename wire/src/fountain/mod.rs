@@ -117,7 +117,7 @@ pub enum CodedMessage {
     /// arrived about a round trip later is lost.
     RangeSent(SymbolRange),
     /// Datagram acknowledgement: the highest sequence number seen and the
-    /// number of datagram symbols received so far.
+    /// symbol payload bytes received by datagram so far.
     Ack { highest_seq: u32, received: u64 },
 }
 

@@ -70,10 +70,13 @@ const RTT_WINDOW: Duration = Duration::from_secs(10);
 pub struct DatagramPacer {
     config: PacerConfig,
     next_seq: u32,
-    /// (sequence, send time) of recent datagrams, oldest first.
-    sent: VecDeque<(u32, Instant)>,
-    /// Previous acknowledgement: (time, highest sequence, count received).
-    last_ack: Option<(Instant, u32, u64)>,
+    /// (sequence, send time, bytes sent up to and including it) of recent
+    /// datagrams, oldest first.
+    sent: VecDeque<(u32, Instant, u64)>,
+    sent_bytes: u64,
+    /// Previous acknowledgement: (time, bytes sent up to its highest
+    /// sequence, bytes received).
+    last_ack: Option<(Instant, u64, u64)>,
     /// Delivery-rate samples (time, bytes/s) within the window.
     bw_samples: VecDeque<(Instant, f64)>,
     min_rtt: Option<(Duration, Instant)>,
@@ -91,6 +94,7 @@ impl DatagramPacer {
             config,
             next_seq: 0,
             sent: VecDeque::new(),
+            sent_bytes: 0,
             last_ack: None,
             bw_samples: VecDeque::new(),
             min_rtt: None,
@@ -116,7 +120,8 @@ impl DatagramPacer {
     pub fn on_send(&mut self, bytes: usize, now: Instant) -> u32 {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.sent.push_back((seq, now));
+        self.sent_bytes += bytes as u64;
+        self.sent.push_back((seq, now, self.sent_bytes));
         // Remember a few round trips' worth of sends, bounded.
         while self.sent.len() > 1 << 16 {
             self.sent.pop_front();
@@ -130,59 +135,42 @@ impl DatagramPacer {
     }
 
     /// Handles an acknowledgement: the highest sequence number the receiver
-    /// has seen and how many datagrams it received in total, each carrying
-    /// `bytes_each` bytes of payload.
-    pub fn on_ack(&mut self, highest_seq: u32, received: u64, bytes_each: usize, now: Instant) {
+    /// has seen and how many payload bytes it received by datagram in total
+    /// (the sender counts the same payload bytes in [`Self::on_send`]).
+    pub fn on_ack(&mut self, highest_seq: u32, received: u64, now: Instant) {
         if received == 0 {
             // Nothing arrived yet: `highest_seq` means nothing.
             return;
         }
-        if let Some(&(_, sent_at)) = self.sent.iter().find(|(s, _)| *s == highest_seq) {
-            let rtt = now.saturating_duration_since(sent_at);
-            self.latest_rtt = Some(rtt);
-            let stale = self
-                .min_rtt
-                .is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
-            if stale || self.min_rtt.is_some_and(|(min, _)| rtt <= min) {
-                self.min_rtt = Some((rtt, now));
-            }
+        let Some(&(_, sent_at, sent_upto)) = self.sent.iter().find(|(s, _, _)| *s == highest_seq) else {
+            // Unknown or already superseded: old news.
+            return;
+        };
+        let rtt = now.saturating_duration_since(sent_at);
+        self.latest_rtt = Some(rtt);
+        let stale = self.min_rtt.is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
+        if stale || self.min_rtt.is_some_and(|(min, _)| rtt <= min) {
+            self.min_rtt = Some((rtt, now));
         }
         // Forget sends the receiver has already seen past.
-        while self
-            .sent
-            .front()
-            .is_some_and(|(s, _)| seq_before(*s, highest_seq))
-        {
+        while self.sent.front().is_some_and(|(s, _, _)| seq_before(*s, highest_seq)) {
             self.sent.pop_front();
         }
-        if let Some((at, seq, count)) = self.last_ack {
+        if let Some((at, prev_upto, prev_received)) = self.last_ack {
             let secs = now.saturating_duration_since(at).as_secs_f64();
-            let got = received.saturating_sub(count);
-            let sent = u64::from(highest_seq.wrapping_sub(seq));
-            if secs > 0.0 && got > 0 && highest_seq != seq && sent < 1 << 30 {
-                self.bw_samples
-                    .push_back((now, got as f64 * bytes_each as f64 / secs));
+            let got = received.saturating_sub(prev_received);
+            let sent = sent_upto.saturating_sub(prev_upto);
+            if secs > 0.0 && got > 0 && sent > 0 {
+                self.bw_samples.push_back((now, got as f64 / secs));
                 let sample_loss = (1.0 - got as f64 / sent as f64).clamp(0.0, 1.0);
-                // Weighted by datagrams so tiny intervals do not swing it.
-                let w = (sent as f64 / 256.0).min(0.5);
+                // Weighted by bytes so tiny intervals do not swing it.
+                let w = (sent as f64 / 262_144.0).min(0.5);
                 self.loss += w * (sample_loss - self.loss);
             }
         }
-        if self
-            .last_ack
-            .is_none_or(|(_, seq, _)| seq_before(seq, highest_seq))
-        {
-            self.last_ack = Some((now, highest_seq, received));
-        }
-        let window = self
-            .round_trip()
-            .saturating_mul(BW_WINDOW_RTTS)
-            .max(Duration::from_millis(500));
-        while self
-            .bw_samples
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > window)
-        {
+        self.last_ack = Some((now, sent_upto, received));
+        let window = self.round_trip().saturating_mul(BW_WINDOW_RTTS).max(Duration::from_millis(500));
+        while self.bw_samples.front().is_some_and(|(t, _)| now.duration_since(*t) > window) {
             self.bw_samples.pop_front();
         }
         self.update_rate(now);
@@ -357,7 +345,7 @@ mod tests {
             // Deliver arrivals; the receiver acks every 5 ms.
             while arrivals.front().is_some_and(|(at, _)| *at <= now) {
                 let (_, seq) = arrivals.pop_front().unwrap();
-                received += 1;
+                received += size as u64;
                 highest = highest.max(seq);
             }
             if now >= next_ack && received > 0 {
@@ -366,12 +354,12 @@ mod tests {
             }
             while pending_acks.front().is_some_and(|(at, _, _)| *at <= now) {
                 let (_, h, r) = pending_acks.pop_front().unwrap();
-                pacer.on_ack(h, r, size, now);
+                pacer.on_ack(h, r, now);
             }
             now += Duration::from_micros(200);
         }
-        let goodput = received as f64 * size as f64 / secs;
-        (goodput, sent as f64 / received.max(1) as f64)
+        let goodput = received as f64 / secs;
+        (goodput, sent as f64 * size as f64 / received.max(1) as f64)
     }
 
     #[test]
