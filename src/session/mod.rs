@@ -3,8 +3,10 @@
 
 pub mod announce;
 pub mod choker;
+pub mod coded;
 pub mod peer;
 pub mod picker;
+pub mod quic;
 pub mod rate;
 pub mod status;
 pub mod torrent;

@@ -142,18 +142,25 @@ impl DatagramPacer {
             // Nothing arrived yet: `highest_seq` means nothing.
             return;
         }
-        let Some(&(_, sent_at, sent_upto)) = self.sent.iter().find(|(s, _, _)| *s == highest_seq) else {
+        let Some(&(_, sent_at, sent_upto)) = self.sent.iter().find(|(s, _, _)| *s == highest_seq)
+        else {
             // Unknown or already superseded: old news.
             return;
         };
         let rtt = now.saturating_duration_since(sent_at);
         self.latest_rtt = Some(rtt);
-        let stale = self.min_rtt.is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
+        let stale = self
+            .min_rtt
+            .is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
         if stale || self.min_rtt.is_some_and(|(min, _)| rtt <= min) {
             self.min_rtt = Some((rtt, now));
         }
         // Forget sends the receiver has already seen past.
-        while self.sent.front().is_some_and(|(s, _, _)| seq_before(*s, highest_seq)) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|(s, _, _)| seq_before(*s, highest_seq))
+        {
             self.sent.pop_front();
         }
         if let Some((at, prev_upto, prev_received)) = self.last_ack {
@@ -169,8 +176,15 @@ impl DatagramPacer {
             }
         }
         self.last_ack = Some((now, sent_upto, received));
-        let window = self.round_trip().saturating_mul(BW_WINDOW_RTTS).max(Duration::from_millis(500));
-        while self.bw_samples.front().is_some_and(|(t, _)| now.duration_since(*t) > window) {
+        let window = self
+            .round_trip()
+            .saturating_mul(BW_WINDOW_RTTS)
+            .max(Duration::from_millis(500));
+        while self
+            .bw_samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > window)
+        {
             self.bw_samples.pop_front();
         }
         self.update_rate(now);

@@ -1,0 +1,405 @@
+//! Receiving pieces as symbols: one decoder per coded piece and the
+//! receiver-driven allocation of ESIs to senders.
+//!
+//! A piece's first sender gets its source ESIs (0..K): on a clean path that
+//! is the piece itself and costs the sender no coding. Every other sender
+//! (several senders, stragglers, endgame) and every loss margin gets a fresh
+//! range of repair ESIs from a per-piece counter starting at K, so no two
+//! requests ever overlap and any K symbols that arrive finish the piece. A
+//! sender that leaves wastes nothing: what it sent stays in the decoder and
+//! the counter simply moves on. Pure state; the torrent calls it under its
+//! lock.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use codec::{DecodedPiece, DigestKey, PieceDecoder, Push, SenderId, TorrentCode};
+use wire::fountain::SymbolRange;
+use wire::{Limits, PieceGeometry};
+
+use crate::session::picker::PeerKey;
+
+/// Symbols asked for beyond the strict deficit: a K-symbol decode fails
+/// about 0.5% of the time, one more symbol makes that rare.
+const MARGIN: u32 = 1;
+/// Most senders working on one piece at once.
+const MAX_SENDERS: usize = 3;
+
+/// Who was asked for which symbols.
+#[derive(Debug, Clone)]
+struct Assignment {
+    peer: PeerKey,
+    range: SymbolRange,
+    arrived: u32,
+    /// When the sender said the whole range was sent (datagrams).
+    sent_at: Option<Instant>,
+}
+
+impl Assignment {
+    fn outstanding(&self) -> u32 {
+        self.range.count.saturating_sub(self.arrived)
+    }
+}
+
+#[derive(Debug)]
+struct CodedPiece {
+    /// `None` while the decoder is away being decoded.
+    decoder: Option<PieceDecoder>,
+    k: u32,
+    /// Next source ESI not yet requested from anyone.
+    next_source: u32,
+    /// Next repair ESI not yet requested from anyone.
+    next_repair: u32,
+    /// The sender that gets the source ESIs.
+    owner: Option<PeerKey>,
+    open: Vec<Assignment>,
+}
+
+/// What a pushed symbol did.
+#[derive(Debug)]
+pub enum Received {
+    /// Stored; more needed.
+    Stored,
+    /// Enough symbols: take the decoder and decode off the reactor.
+    ReadyToDecode,
+    /// Every source symbol is here: this is the piece (to verify).
+    Decoded(DecodedPiece),
+    /// Surplus or late (duplicate, piece finished or being decoded).
+    Surplus,
+    /// Not something we asked this sender for, or malformed: its fault.
+    Unrequested,
+    /// The piece is not being received as symbols.
+    NotCoded,
+}
+
+/// Coded reception state of one torrent.
+pub struct CodedState {
+    code: TorrentCode,
+    limits: Limits,
+    key: DigestKey,
+    pieces: HashMap<u32, CodedPiece>,
+    /// Smoothed fraction of datagram symbols lost, per sender.
+    loss: HashMap<PeerKey, f64>,
+}
+
+impl CodedState {
+    pub fn new(geometry: PieceGeometry, limits: &Limits) -> anyhow::Result<Self> {
+        let symbol_size = codec::SymbolSize::preferred_for(geometry.piece_length());
+        Ok(CodedState {
+            code: TorrentCode::new(geometry, symbol_size)?,
+            limits: limits.clone(),
+            key: DigestKey::random(),
+            pieces: HashMap::new(),
+            loss: HashMap::new(),
+        })
+    }
+
+    /// The symbol size T of this torrent (from its piece length alone).
+    pub fn t(&self) -> u32 {
+        self.code.symbol_size().bytes()
+    }
+
+    pub fn code(&self) -> &TorrentCode {
+        &self.code
+    }
+
+    pub fn is_coded(&self, piece: u32) -> bool {
+        self.pieces.contains_key(&piece)
+    }
+
+    /// Pieces being received as symbols.
+    pub fn pieces(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pieces.keys().copied()
+    }
+
+    /// Starts receiving `piece` as symbols.
+    pub fn start(&mut self, piece: u32) -> anyhow::Result<()> {
+        let params = self.code.piece(piece)?;
+        let k = params.k();
+        self.pieces.insert(
+            piece,
+            CodedPiece {
+                decoder: Some(PieceDecoder::new(params, &self.limits, self.key)),
+                k,
+                next_source: 0,
+                next_repair: k,
+                owner: None,
+                open: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Smoothed loss of a sender's datagram symbols.
+    pub fn loss_of(&self, peer: PeerKey) -> f64 {
+        self.loss.get(&peer).copied().unwrap_or(0.0)
+    }
+
+    /// Symbols requested from `peer` and not yet arrived or written off.
+    pub fn in_flight(&self, peer: PeerKey) -> u32 {
+        self.pieces
+            .values()
+            .flat_map(|p| &p.open)
+            .filter(|a| a.peer == peer)
+            .map(Assignment::outstanding)
+            .sum()
+    }
+
+    /// Symbols still needed for `piece` beyond what is buffered and what is
+    /// expected to arrive from open requests.
+    fn deficit(&self, piece: &CodedPiece) -> f64 {
+        let buffered = piece
+            .decoder
+            .as_ref()
+            .map_or(piece.k, PieceDecoder::buffered);
+        let expected: f64 = piece
+            .open
+            .iter()
+            .map(|a| f64::from(a.outstanding()) * (1.0 - self.loss_of(a.peer)))
+            .sum();
+        // Every source symbol decodes trivially; only once repair symbols
+        // take part may a K-symbol decode fail and need the margin.
+        let margin = if piece.next_repair > piece.k {
+            MARGIN
+        } else {
+            0
+        };
+        f64::from(piece.k + margin) - f64::from(buffered) - expected
+    }
+
+    /// Requests for `peer` on `piece`, at most `budget` symbols. With
+    /// `endgame`, a sender may join a piece whose deficit is already covered
+    /// by others (to finish it sooner); it then gets repair ESIs only.
+    pub fn plan(
+        &mut self,
+        peer: PeerKey,
+        piece: u32,
+        budget: u32,
+        endgame: bool,
+    ) -> Vec<SymbolRange> {
+        let loss = self.loss_of(peer).min(0.5);
+        let max_message = self.limits.max_symbols_per_message;
+        let Some(p) = self.pieces.get(&piece) else {
+            return Vec::new();
+        };
+        if p.decoder.is_none() {
+            return Vec::new();
+        }
+        let deficit = self.deficit(p);
+        let joined = p.open.iter().any(|a| a.peer == peer);
+        let senders = {
+            let mut s: Vec<PeerKey> = p.open.iter().map(|a| a.peer).collect();
+            s.sort_unstable();
+            s.dedup();
+            s.len()
+        };
+        let need = if deficit > 0.0 {
+            deficit
+        } else if endgame && !joined && senders < MAX_SENDERS {
+            // Race the current senders for whatever is still missing.
+            let buffered = p.decoder.as_ref().map_or(p.k, PieceDecoder::buffered);
+            f64::from((p.k + MARGIN).saturating_sub(buffered))
+        } else {
+            return Vec::new();
+        };
+        // Ask for enough that `need` arrive through this sender's losses;
+        // with repair symbols in play, one spare against a failed decode.
+        let source_covers = p.owner.is_none_or(|o| o == peer)
+            && loss == 0.0
+            && f64::from(p.k - p.next_source) >= need;
+        let margin = if source_covers {
+            0.0
+        } else {
+            f64::from(MARGIN)
+        };
+        let wanted = (((need + margin) / (1.0 - loss)).ceil() as u32).min(budget);
+        if wanted == 0 {
+            return Vec::new();
+        }
+        let Some(p) = self.pieces.get_mut(&piece) else {
+            return Vec::new();
+        };
+        let owner = *p.owner.get_or_insert(peer);
+        let mut out = Vec::new();
+        let mut left = wanted;
+        if owner == peer && p.next_source < p.k {
+            let count = left.min(p.k - p.next_source).min(max_message);
+            out.push(SymbolRange {
+                piece,
+                first_esi: p.next_source,
+                count,
+            });
+            p.next_source += count;
+            left -= count;
+        }
+        if left > 0 {
+            let max_esi = self.limits.max_esi;
+            let count = left
+                .min(max_message)
+                .min(max_esi.saturating_sub(p.next_repair) + 1);
+            if count > 0 {
+                out.push(SymbolRange {
+                    piece,
+                    first_esi: p.next_repair,
+                    count,
+                });
+                p.next_repair += count;
+            }
+        }
+        for range in &out {
+            p.open.push(Assignment {
+                peer,
+                range: *range,
+                arrived: 0,
+                sent_at: None,
+            });
+        }
+        out
+    }
+
+    /// Takes one symbol from `peer`.
+    pub fn push(&mut self, peer: PeerKey, piece: u32, esi: u32, symbol: &[u8]) -> Received {
+        let Some(p) = self.pieces.get_mut(&piece) else {
+            return Received::NotCoded;
+        };
+        let Some(a) = p
+            .open
+            .iter_mut()
+            .find(|a| a.peer == peer && a.range.contains(esi))
+        else {
+            // A range closed as lost may still deliver a straggler: surplus.
+            return if esi < p.next_source.max(p.next_repair) {
+                Received::Surplus
+            } else {
+                Received::Unrequested
+            };
+        };
+        a.arrived += 1;
+        let Some(decoder) = p.decoder.as_mut() else {
+            return Received::Surplus;
+        };
+        match decoder.push(esi, symbol, SenderId(peer)) {
+            Push::NeedMore { .. } => Received::Stored,
+            Push::ReadyToDecode => Received::ReadyToDecode,
+            Push::Decoded(piece) => Received::Decoded(piece),
+            Push::Rejected(r) => match r.action() {
+                codec::Action::StrikeSender => Received::Unrequested,
+                _ => Received::Surplus,
+            },
+        }
+    }
+
+    /// Takes a plain block (legacy peers, or a plain piece turned coded):
+    /// its bytes are source symbols and feed the same decoder.
+    pub fn push_block(&mut self, peer: PeerKey, piece: u32, begin: u32, data: &[u8]) -> Received {
+        let Some(decoder) = self.pieces.get_mut(&piece).and_then(|p| p.decoder.as_mut()) else {
+            return Received::NotCoded;
+        };
+        match decoder.push_block(begin, data, SenderId(peer)) {
+            Push::NeedMore { .. } => Received::Stored,
+            Push::ReadyToDecode => Received::ReadyToDecode,
+            Push::Decoded(piece) => Received::Decoded(piece),
+            Push::Rejected(_) => Received::Surplus,
+        }
+    }
+
+    /// The sender finished sending `range` by datagrams.
+    pub fn range_sent(&mut self, peer: PeerKey, range: SymbolRange, now: Instant) {
+        if let Some(a) = self.pieces.get_mut(&range.piece).and_then(|p| {
+            p.open
+                .iter_mut()
+                .find(|a| a.peer == peer && a.range == range)
+        }) {
+            a.sent_at = Some(now);
+        }
+    }
+
+    /// Writes off what has not arrived `grace` after its range was sent,
+    /// updating each sender's loss estimate. Returns the pieces that may
+    /// need new requests.
+    pub fn expire(&mut self, now: Instant, grace: Duration) -> Vec<u32> {
+        let mut touched = Vec::new();
+        let mut samples: Vec<(PeerKey, f64, u32)> = Vec::new();
+        for (&piece, p) in self.pieces.iter_mut() {
+            let before = p.open.len();
+            p.open.retain(|a| {
+                let expired = a.sent_at.is_some_and(|t| now.duration_since(t) >= grace)
+                    || a.outstanding() == 0;
+                if expired && a.range.count > 0 && a.sent_at.is_some() {
+                    samples.push((
+                        a.peer,
+                        f64::from(a.outstanding()) / f64::from(a.range.count),
+                        a.range.count,
+                    ));
+                }
+                !expired
+            });
+            if p.open.len() != before {
+                touched.push(piece);
+            }
+        }
+        for (peer, lost, count) in samples {
+            // Weight by range size: a long range says more than a short one.
+            let w = (f64::from(count) / 512.0).clamp(0.05, 0.5);
+            let e = self.loss.entry(peer).or_insert(0.0);
+            *e += w * (lost - *e);
+        }
+        touched
+    }
+
+    /// Closes a request the sender refused or cancelled.
+    pub fn close(&mut self, peer: PeerKey, range: SymbolRange) {
+        if let Some(p) = self.pieces.get_mut(&range.piece) {
+            p.open.retain(|a| !(a.peer == peer && a.range == range));
+            if p.owner == Some(peer) && p.open.iter().all(|a| a.peer != peer) {
+                // Source ESIs it never delivered go to the next sender.
+                p.owner = None;
+            }
+        }
+    }
+
+    /// A sender left: its open requests are written off (what it sent stays).
+    pub fn peer_gone(&mut self, peer: PeerKey) {
+        for p in self.pieces.values_mut() {
+            p.open.retain(|a| a.peer != peer);
+            if p.owner == Some(peer) {
+                p.owner = None;
+            }
+        }
+        self.loss.remove(&peer);
+    }
+
+    /// Peers with open requests on `piece` (to tell them it is done).
+    pub fn senders_of(&self, piece: u32) -> Vec<PeerKey> {
+        let mut v: Vec<PeerKey> = self
+            .pieces
+            .get(&piece)
+            .map_or(Vec::new(), |p| p.open.iter().map(|a| a.peer).collect());
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Takes the decoder to decode it elsewhere; `None` if already away.
+    pub fn take_decoder(&mut self, piece: u32) -> Option<PieceDecoder> {
+        self.pieces.get_mut(&piece)?.decoder.take()
+    }
+
+    /// Gives a decoder back after a decode that needs more symbols.
+    pub fn restore_decoder(&mut self, piece: u32, decoder: PieceDecoder) {
+        if let Some(p) = self.pieces.get_mut(&piece) {
+            p.decoder = Some(decoder);
+        }
+    }
+
+    /// Forgets a piece (done, or given up); returns who was still sending.
+    pub fn finish(&mut self, piece: u32) -> Vec<PeerKey> {
+        let senders = self.senders_of(piece);
+        self.pieces.remove(&piece);
+        senders
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

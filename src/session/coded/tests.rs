@@ -1,0 +1,177 @@
+use std::time::{Duration, Instant};
+
+use codec::{DecodeStep, PieceEncoder, Verdict};
+use sha1::{Digest, Sha1};
+use wire::fountain::SymbolRange;
+use wire::{Limits, PieceGeometry};
+
+use super::*;
+
+const PIECE: u32 = 65536; // K = 64 symbols of 1 KiB
+
+fn state() -> CodedState {
+    let g = PieceGeometry::new(PIECE, 4 * u64::from(PIECE)).unwrap();
+    let mut s = CodedState::new(g, &Limits::DEFAULT).unwrap();
+    s.start(0).unwrap();
+    s
+}
+
+fn piece_data() -> Vec<u8> {
+    (0..PIECE).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn symbol(data: &[u8], enc: &PieceEncoder, esi: u32) -> Vec<u8> {
+    if esi < 64 {
+        data[esi as usize * 1024..][..1024].to_vec()
+    } else {
+        enc.repair_symbol(esi).unwrap()
+    }
+}
+
+fn encoder(data: &[u8], s: &CodedState) -> PieceEncoder {
+    PieceEncoder::new(s.code().piece(0).unwrap(), data).unwrap()
+}
+
+#[test]
+fn a_clean_single_sender_gets_exactly_the_source_symbols() {
+    let mut s = state();
+    assert_eq!(s.t(), 1024);
+    let plan = s.plan(1, 0, 10_000, false);
+    assert_eq!(
+        plan,
+        vec![SymbolRange {
+            piece: 0,
+            first_esi: 0,
+            count: 64
+        }]
+    );
+    assert!(
+        s.plan(1, 0, 10_000, false).is_empty(),
+        "nothing more until something is lost"
+    );
+    let data = piece_data();
+    for esi in 0..63 {
+        let r = s.push(1, 0, esi, &data[esi as usize * 1024..][..1024]);
+        assert!(matches!(r, Received::Stored), "{r:?}");
+    }
+    // The last source symbol completes the piece without any decoding.
+    let Received::Decoded(piece) = s.push(1, 0, 63, &data[63 * 1024..][..1024]) else {
+        panic!("not decoded")
+    };
+    assert!(!piece.used_repair());
+    assert!(matches!(
+        piece.verify(&Sha1::digest(&data).into()),
+        Verdict::Good(_)
+    ));
+}
+
+#[test]
+fn extra_senders_get_never_overlapping_repair_ranges() {
+    let mut s = state();
+    let first = s.plan(1, 0, 32, false);
+    assert_eq!(
+        first,
+        vec![SymbolRange {
+            piece: 0,
+            first_esi: 0,
+            count: 32
+        }]
+    );
+    // Budget-limited owner continues with source symbols.
+    let more = s.plan(1, 0, 16, false);
+    assert_eq!(
+        more,
+        vec![SymbolRange {
+            piece: 0,
+            first_esi: 32,
+            count: 16
+        }]
+    );
+    // Another sender is only needed for the rest: repair ESIs from K on.
+    let second = s.plan(2, 0, 1000, false);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].first_esi, 64);
+    assert!(second[0].count >= 16);
+    // In endgame a third sender may race them, on fresh ESIs.
+    let third = s.plan(3, 0, 1000, true);
+    assert_eq!(third[0].first_esi, 64 + second[0].count);
+    let mut all: Vec<(u32, u32)> = [first, more, second, third]
+        .concat()
+        .iter()
+        .map(|r| (r.first_esi, r.end()))
+        .collect();
+    all.sort_unstable();
+    for w in all.windows(2) {
+        assert!(w[0].1 <= w[1].0, "ranges overlap: {all:?}");
+    }
+}
+
+#[test]
+fn a_sender_leaving_mid_piece_wastes_nothing_received() {
+    let mut s = state();
+    let data = piece_data();
+    let enc = encoder(&data, &s);
+    s.plan(1, 0, 1000, false);
+    for esi in 0..40 {
+        assert!(matches!(
+            s.push(1, 0, esi, &symbol(&data, &enc, esi)),
+            Received::Stored
+        ));
+    }
+    s.peer_gone(1);
+    // The new sender is asked only for what is missing, as repair symbols.
+    let plan = s.plan(2, 0, 1000, false);
+    assert_eq!(plan.len(), 1);
+    assert!(plan[0].first_esi >= 64, "{plan:?}");
+    assert_eq!(plan[0].count, 24 + 1, "24 missing plus one spare");
+    let mut ready = false;
+    for esi in plan[0].first_esi..plan[0].end() {
+        ready |= matches!(
+            s.push(2, 0, esi, &symbol(&data, &enc, esi)),
+            Received::ReadyToDecode
+        );
+    }
+    assert!(ready);
+    let mut dec = s.take_decoder(0).unwrap();
+    match dec.decode() {
+        DecodeStep::Decoded(p) => assert_eq!(p.data(), &data[..]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn losses_are_measured_and_compensated() {
+    let mut s = state();
+    let now = Instant::now();
+    let plan = s.plan(1, 0, 1000, false);
+    let data = piece_data();
+    // Every tenth symbol lost.
+    for esi in 0..64 {
+        if esi % 10 != 0 {
+            s.push(1, 0, esi, &data[esi as usize * 1024..][..1024]);
+        }
+    }
+    s.range_sent(1, plan[0], now);
+    assert!(
+        s.expire(now, Duration::from_millis(20)).is_empty(),
+        "not yet"
+    );
+    assert_eq!(
+        s.expire(now + Duration::from_millis(25), Duration::from_millis(20)),
+        vec![0]
+    );
+    let loss = s.loss_of(1);
+    assert!(loss > 0.0 && loss <= 0.11, "{loss}");
+    // 7 missing, plus a spare, through a lossy sender: a little more.
+    let again = s.plan(1, 0, 1000, false);
+    assert_eq!(again[0].first_esi, 64);
+    assert!(again[0].count >= 8, "{again:?}");
+    // Stragglers of an expired range are surplus, not faults.
+    assert!(matches!(s.push(1, 0, 0, &data[..1024]), Received::Surplus));
+    // Symbols nobody asked for are the sender's fault.
+    assert!(matches!(
+        s.push(9, 0, 5_000, &[0u8; 1024]),
+        Received::Unrequested
+    ));
+    assert!(matches!(s.push(1, 3, 0, &[0u8; 1024]), Received::NotCoded));
+}

@@ -1,0 +1,253 @@
+//! QUIC for coded peers (quinn): the peer protocol runs on one
+//! bidirectional stream, symbols travel as datagrams.
+//!
+//! - Peers are identified by the BitTorrent handshake on the stream, not by
+//!   TLS: each node makes a throwaway self-signed certificate and accepts
+//!   any certificate (the same trust BitTorrent over TCP has).
+//! - Datagrams are paced by our own controller ([`wire::fountain::DatagramPacer`]):
+//!   quinn's congestion control reads random loss as congestion and would
+//!   throttle them, so it is replaced by an unlimited window (quinn then
+//!   also stops pacing). The stream only carries control messages.
+//! - Datagrams may be as large as the path allows (MTU discovery up to
+//!   64 KiB, which loopback supports), so several symbols share one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use quinn::congestion::{Controller, ControllerFactory};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{ClientConfig, Endpoint, EndpointConfig, ServerConfig, TransportConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// ALPN of the coded peer protocol.
+pub const ALPN: &[u8] = b"bf-raptorq/1";
+/// How long connecting may take before the TCP fallback is used.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A QUIC stream pair usable wherever the peer protocol needs a byte stream.
+pub type QuicStream = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
+
+/// Binds a QUIC endpoint (server and client) on `addr`.
+pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut endpoint_config = EndpointConfig::default();
+    // Let loopback and jumbo-frame paths carry big datagrams.
+    endpoint_config
+        .max_udp_payload_size(65_527)
+        .map_err(|e| anyhow!("QUIC endpoint config: {e}"))?;
+    let socket =
+        std::net::UdpSocket::bind(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
+    let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime for QUIC"))?;
+    let mut endpoint = Endpoint::new(
+        endpoint_config,
+        Some(server_config(provider.clone())?),
+        socket,
+        runtime,
+    )
+    .context("cannot start the QUIC endpoint")?;
+    endpoint.set_default_client_config(client_config(provider)?);
+    Ok(endpoint)
+}
+
+fn transport_config() -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.max_idle_timeout(Duration::from_secs(60).try_into().ok())
+        .keep_alive_interval(Some(Duration::from_secs(15)))
+        .datagram_receive_buffer_size(Some(16 << 20))
+        .datagram_send_buffer_size(4 << 20)
+        .congestion_controller_factory(Arc::new(Unlimited));
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(65_000).interval(Duration::from_secs(30));
+    t.mtu_discovery_config(Some(mtu));
+    t
+}
+
+fn server_config(provider: Arc<CryptoProvider>) -> Result<ServerConfig> {
+    let cert = rcgen::generate_simple_self_signed(vec!["bitfountain".to_owned()])
+        .context("cannot make a certificate")?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3")?
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(cert.cert.der().to_vec())], key)
+        .context("TLS certificate")?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut server = ServerConfig::with_crypto(Arc::new(
+        QuicServerConfig::try_from(tls).context("QUIC TLS")?,
+    ));
+    server.transport_config(Arc::new(transport_config()));
+    Ok(server)
+}
+
+fn client_config(provider: Arc<CryptoProvider>) -> Result<ClientConfig> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let mut client = ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(tls).context("QUIC TLS")?,
+    ));
+    client.transport_config(Arc::new(transport_config()));
+    Ok(client)
+}
+
+/// Connects to a peer's QUIC endpoint and opens the protocol stream.
+pub async fn connect(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+) -> Result<(quinn::Connection, QuicStream)> {
+    let connecting = endpoint
+        .connect(addr, "bitfountain")
+        .context("QUIC connect")?;
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| anyhow!("QUIC handshake with {addr} timed out (UDP blocked?)"))??;
+    let (send, recv) = conn.open_bi().await.context("QUIC stream")?;
+    Ok((conn, tokio::io::join(recv, send)))
+}
+
+/// Accepts the protocol stream of an incoming connection.
+pub async fn accept_stream(conn: &quinn::Connection) -> Result<QuicStream> {
+    let (send, recv) = tokio::time::timeout(CONNECT_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| anyhow!("no QUIC stream opened"))??;
+    Ok(tokio::io::join(recv, send))
+}
+
+/// Accepts whatever certificate the peer shows, but still checks that the
+/// handshake signatures are valid for it.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A congestion controller that never limits: our datagram pacer decides
+/// the rate, and the stream carries only small control messages.
+#[derive(Debug, Clone, Copy)]
+struct Unlimited;
+
+/// Large enough never to bind, small enough to keep quinn's arithmetic sane.
+const UNLIMITED_WINDOW: u64 = 1 << 40;
+
+impl ControllerFactory for Unlimited {
+    fn build(self: Arc<Self>, _now: std::time::Instant, _mtu: u16) -> Box<dyn Controller> {
+        Box::new(Unlimited)
+    }
+}
+
+impl Controller for Unlimited {
+    fn on_congestion_event(
+        &mut self,
+        _now: std::time::Instant,
+        _sent: std::time::Instant,
+        _persistent: bool,
+        _lost: u64,
+    ) {
+    }
+
+    fn on_mtu_update(&mut self, _mtu: u16) {}
+
+    fn window(&self) -> u64 {
+        UNLIMITED_WINDOW
+    }
+
+    fn clone_box(&self) -> Box<dyn Controller> {
+        Box::new(*self)
+    }
+
+    fn initial_window(&self) -> u64 {
+        UNLIMITED_WINDOW
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stream_and_datagrams_work_on_loopback() {
+        let server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr().unwrap();
+        let accept = tokio::spawn(async move {
+            let conn = server.accept().await.unwrap().await.unwrap();
+            let mut stream = accept_stream(&conn).await.unwrap();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 5];
+            stream.read_exact(&mut buf).await.unwrap();
+            stream.write_all(b"world").await.unwrap();
+            let dg = conn.read_datagram().await.unwrap();
+            (buf, dg.len(), conn.max_datagram_size())
+        });
+        let (conn, mut stream) = connect(&client, addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(b"hello").await.unwrap();
+        let mut reply = [0u8; 5];
+        stream.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"world");
+        // The initial path allows about 1200-byte datagrams.
+        let max = conn.max_datagram_size().unwrap();
+        assert!(max >= 1100, "{max}");
+        conn.send_datagram(bytes::Bytes::from(vec![7u8; 1000]))
+            .unwrap();
+        let (hello, len, _) = accept.await.unwrap();
+        assert_eq!(&hello, b"hello");
+        assert_eq!(len, 1000);
+    }
+}
