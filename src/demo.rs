@@ -292,10 +292,7 @@ fn report(members: &[Member], size: u64, source_hash: &[u8; 20]) -> Result<()> {
     for m in members {
         let s = m.handle.status();
         let secs = m.done_after.map_or(0.0, |d| d.as_secs_f64());
-        let (plain, coded) = (
-            s.downloaded.saturating_sub(coded_total(&s)),
-            coded_total(&s),
-        );
+        let (plain, coded) = s.plain_and_coded();
         let verified = hash_file(&m.saveas)
             .map(|h| &h == source_hash)
             .unwrap_or(false);
@@ -331,13 +328,6 @@ fn report(members: &[Member], size: u64, source_hash: &[u8; 20]) -> Result<()> {
         human_bytes(size)
     );
     Ok(())
-}
-
-/// Coded payload received over all of a member's peers (present or not is
-/// tracked by the torrent's counters in later versions; peers still
-/// connected are what the status lists).
-fn coded_total(s: &crate::session::status::TorrentStatus) -> u64 {
-    s.plain_and_coded().1
 }
 
 fn write_random(path: &Path, size: u64) -> Result<()> {

@@ -85,6 +85,17 @@ pub struct GetArgs {
     #[arg(long, value_name = "NAME")]
     pub tcp_congestion: Option<String>,
 
+    /// Fountain-coded transfer with peers that support it: auto (coded with
+    /// coded peers, plain with legacy ones), off (plain only), only (coded
+    /// peers only).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub coded: crate::session::CodedMode,
+
+    /// Transport of coded transfer: auto (QUIC datagrams when both sides
+    /// listen on UDP, else TCP), quic, or tcp.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub coded_transport: crate::session::CodedTransport,
+
     /// Seconds between status lines when not on a terminal.
     #[arg(long, default_value_t = 5)]
     pub status_interval: u64,
@@ -164,6 +175,8 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         max_download_rate: args.max_download_rate,
         max_peers: args.max_peers,
         tcp_congestion: args.tcp_congestion.clone(),
+        coded: args.coded,
+        coded_transport: args.coded_transport,
         ..SessionConfig::default()
     };
     let mut session = Session::start(config).await?;

@@ -29,6 +29,30 @@ use rate::RateLimiter;
 use status::TorrentStatus;
 use torrent::TorrentShared;
 
+/// Whether to use fountain-coded transfer with peers that support it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CodedMode {
+    /// Coded with coded peers, plain with everyone else.
+    #[default]
+    Auto,
+    /// Plain BitTorrent only; the extension is not even advertised.
+    Off,
+    /// Coded peers only; legacy peers are dropped.
+    Only,
+}
+
+/// Which transport coded peers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CodedTransport {
+    /// QUIC datagrams when both sides listen on UDP, else the TCP connection.
+    #[default]
+    Auto,
+    /// QUIC (falls back to TCP if UDP is blocked).
+    Quic,
+    /// Coded messages over the TCP connection.
+    Tcp,
+}
+
 /// How a session runs.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -49,6 +73,8 @@ pub struct SessionConfig {
     /// TCP congestion control for peer connections (e.g. `cubic`, `bbr`);
     /// `None` keeps the system default. Benchmarks compare them per socket.
     pub tcp_congestion: Option<String>,
+    pub coded: CodedMode,
+    pub coded_transport: CodedTransport,
 }
 
 impl Default for SessionConfig {
@@ -63,6 +89,8 @@ impl Default for SessionConfig {
             max_upload_rate: 0,
             max_download_rate: 0,
             tcp_congestion: None,
+            coded: CodedMode::Auto,
+            coded_transport: CodedTransport::Auto,
         }
     }
 }
@@ -86,6 +114,8 @@ pub struct Session {
     up_limit: Arc<RateLimiter>,
     down_limit: Arc<RateLimiter>,
     resolver: Option<UrlResolver>,
+    /// QUIC endpoint for coded peers, on the UDP port of the same number.
+    quic: Option<quinn::Endpoint>,
 }
 
 /// A running torrent.
@@ -157,6 +187,18 @@ impl Session {
         };
         let listen_addr = listener.local_addr()?;
         let http = announce::http_client(Some(config.bind_ip));
+        // Coded peers reach us over QUIC on the UDP port of the same number;
+        // without it they use the TCP connection.
+        let quic = match (config.coded, config.coded_transport) {
+            (CodedMode::Off, _) | (_, CodedTransport::Tcp) => None,
+            _ => match quic::bind(listen_addr) {
+                Ok(endpoint) => Some(endpoint),
+                Err(e) => {
+                    tracing::warn!("no QUIC for coded peers ({e:#}); they will use TCP");
+                    None
+                }
+            },
+        };
         let session = Session {
             up_limit: Arc::new(RateLimiter::new(config.max_upload_rate)),
             down_limit: Arc::new(RateLimiter::new(config.max_download_rate)),
@@ -166,12 +208,20 @@ impl Session {
             shutdown: CancellationToken::new(),
             http,
             resolver: None,
+            quic,
         };
         tokio::spawn(accept_loop(
             listener,
             session.torrents.clone(),
             session.shutdown.clone(),
         ));
+        if let Some(endpoint) = &session.quic {
+            tokio::spawn(quic_accept_loop(
+                endpoint.clone(),
+                session.torrents.clone(),
+                session.shutdown.clone(),
+            ));
+        }
         tracing::info!(%listen_addr, "listening for peers");
         Ok(session)
     }
@@ -235,6 +285,7 @@ impl Session {
             up_limit: self.up_limit.clone(),
             down_limit: self.down_limit.clone(),
             shutdown: self.shutdown.child_token(),
+            quic: self.quic.clone(),
         });
         self.torrents
             .lock()
@@ -349,8 +400,58 @@ async fn accept_loop(
             if torrent.lock().banned.contains(&addr.ip()) {
                 return;
             }
-            if let Err(e) = peer::run_peer(torrent, stream, addr, false, Some(theirs)).await {
+            if let Err(e) = peer::run_peer(torrent, stream, addr, false, Some(theirs), None).await {
                 tracing::debug!(peer = %addr, "disconnected: {e:#}");
+            }
+        });
+    }
+}
+
+/// Accepts coded peers over QUIC: the BitTorrent handshake on the first
+/// stream says which torrent they want.
+async fn quic_accept_loop(
+    endpoint: quinn::Endpoint,
+    torrents: Arc<Mutex<HashMap<InfoHash, Arc<TorrentShared>>>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.cancelled() => {
+                endpoint.close(0u32.into(), b"shutting down");
+                return;
+            }
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let torrents = torrents.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let conn = tokio::time::timeout(quic::CONNECT_TIMEOUT, incoming)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))??;
+                let addr = conn.remote_address();
+                let mut stream = quic::accept_stream(&conn).await?;
+                let theirs = peer::read_handshake(&mut stream).await?;
+                let torrent = torrents
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&theirs.info_hash)
+                    .cloned();
+                let torrent = torrent
+                    .ok_or_else(|| anyhow::anyhow!("unknown torrent {}", theirs.info_hash))?;
+                if torrent.lock().banned.contains(&addr.ip()) {
+                    anyhow::bail!("banned");
+                }
+                peer::start_peer(torrent, stream, addr, false, Some(theirs), Some(conn))
+                    .await?
+                    .run()
+                    .await
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::debug!("QUIC peer ended: {e:#}");
             }
         });
     }
@@ -372,7 +473,7 @@ async fn connect_peer(torrent: Arc<TorrentShared>, addr: SocketAddr, config: Arc
                 .await
                 .map_err(|_| anyhow::anyhow!("connect timed out"))??;
         stream.set_nodelay(true)?;
-        peer::start_peer(torrent.clone(), stream, addr, true, None).await
+        peer::start_peer(torrent.clone(), stream, addr, true, None, None).await
     }
     .await;
     torrent.attempt_done(addr, started.is_ok());

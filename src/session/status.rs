@@ -65,6 +65,10 @@ pub struct TorrentStatus {
     pub uploaded: u64,
     /// Bytes received that were of no use (duplicates, failed pieces).
     pub wasted: u64,
+    /// Useful payload received as plain blocks, over all peers ever.
+    pub received_plain: u64,
+    /// Useful payload received as coded symbols, over all peers ever.
+    pub received_coded: u64,
     pub peers: Vec<PeerStatus>,
     pub phase: TorrentPhase,
     #[serde(with = "secs")]

@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use wire::{Bitfield, BlockRef, Info, PeerId, BLOCK_SIZE};
 
 use super::choker::{choose_unchoked, Candidate};
+use super::coded::state::CodedState;
 use super::picker::{CompletedPiece, PeerKey, Picker};
 use super::rate::{RateLimiter, RateMeter};
 use super::status::{PeerStatus, TorrentPhase, TorrentStatus};
-use super::SessionConfig;
+use super::{CodedMode, SessionConfig};
 use crate::storage::Storage;
 
 /// How often the choker re-evaluates (BEP 3 suggests 10 s).
@@ -44,6 +45,10 @@ pub enum PeerCmd {
     Refill,
     /// Disconnect with this reason (banned, shutting down).
     Close(String),
+    /// A piece it was sending us symbols of is complete: tell it to stop.
+    CodedDone(u32),
+    /// The connection is now coded (its ext handshake arrived).
+    CodedLinked,
 }
 
 /// Byte counters of one peer, shared with its task.
@@ -76,6 +81,10 @@ pub struct PeerEntry {
     pub down_meter: RateMeter,
     pub up_meter: RateMeter,
     pub connected_at: Instant,
+    /// Runs over QUIC (else TCP).
+    pub quic: bool,
+    /// Speaks the coded extension with us.
+    pub coded: bool,
 }
 
 /// An address we may connect to, and when to try it next.
@@ -122,6 +131,11 @@ pub struct TorrentState {
     optimistic: Option<PeerKey>,
     pub completed_at: Option<Instant>,
     pub phase: TorrentPhase,
+    /// Reception of pieces as symbols; `None` when coded transfer is off.
+    pub coded: Option<CodedState>,
+    /// Coded pieces that failed their hash, kept until a good copy names
+    /// the poisoners.
+    pub failed_coded: HashMap<u32, codec::HashFailure>,
 }
 
 /// Everything a torrent's tasks share.
@@ -135,6 +149,10 @@ pub struct TorrentShared {
     pub uploaded: AtomicU64,
     pub downloaded: AtomicU64,
     pub wasted: AtomicU64,
+    /// Useful payload received as plain blocks and as coded symbols, over
+    /// every peer ever connected.
+    pub received_plain: AtomicU64,
+    pub received_coded: AtomicU64,
     pub up_limit: Arc<RateLimiter>,
     pub down_limit: Arc<RateLimiter>,
     /// Completed pieces being hashed and written.
@@ -144,6 +162,9 @@ pub struct TorrentShared {
     pub shutdown: CancellationToken,
     pub status_tx: watch::Sender<TorrentStatus>,
     cache: Mutex<VecDeque<(u32, Bytes)>>,
+    /// Encoders of pieces we serve repair symbols of.
+    pub encoders: Mutex<codec::EncoderCache>,
+    pub quic: Option<quinn::Endpoint>,
     started: Instant,
 }
 
@@ -159,6 +180,8 @@ pub struct TorrentParts {
     pub up_limit: Arc<RateLimiter>,
     pub down_limit: Arc<RateLimiter>,
     pub shutdown: CancellationToken,
+    /// The session's QUIC endpoint, when it listens on UDP.
+    pub quic: Option<quinn::Endpoint>,
 }
 
 impl TorrentShared {
@@ -173,10 +196,24 @@ impl TorrentShared {
             up_limit,
             down_limit,
             shutdown,
+            quic,
         } = parts;
         let complete = have.is_complete();
         let recorded = have.count();
         let picker = Picker::new(info.geometry, have);
+        // Coded transfer needs the piece size to suit RaptorQ; a torrent that
+        // does not simply stays plain.
+        let coded = match (
+            config.coded,
+            CodedState::new(info.geometry, &wire::Limits::DEFAULT),
+        ) {
+            (CodedMode::Off, _) => None,
+            (_, Ok(c)) => Some(c),
+            (_, Err(e)) => {
+                tracing::info!("coded transfer unavailable for this torrent: {e:#}");
+                None
+            }
+        };
         let (status_tx, _) = watch::channel(TorrentStatus::default());
         Arc::new(TorrentShared {
             trackers,
@@ -196,6 +233,8 @@ impl TorrentShared {
                 disk_error: None,
                 recorded,
                 optimistic: None,
+                coded,
+                failed_coded: HashMap::new(),
                 completed_at: complete.then(Instant::now),
                 phase: if complete {
                     TorrentPhase::Seeding
@@ -207,6 +246,8 @@ impl TorrentShared {
             uploaded: AtomicU64::new(0),
             downloaded: AtomicU64::new(0),
             wasted: AtomicU64::new(0),
+            received_plain: AtomicU64::new(0),
+            received_coded: AtomicU64::new(0),
             up_limit,
             down_limit,
             verifying: std::sync::atomic::AtomicUsize::new(0),
@@ -215,6 +256,8 @@ impl TorrentShared {
             shutdown,
             status_tx,
             cache: Mutex::new(VecDeque::new()),
+            encoders: Mutex::new(codec::EncoderCache::new(64 << 20)),
+            quic,
             started: Instant::now(),
         })
     }
@@ -234,8 +277,14 @@ impl TorrentShared {
         if st.banned.contains(&entry.addr.ip()) || st.peers.len() >= self.config.max_peers {
             return None;
         }
-        if st.peers.values().any(|p| p.peer_id == entry.peer_id) {
-            return None;
+        if let Some((&old, old_entry)) = st.peers.iter().find(|(_, p)| p.peer_id == entry.peer_id) {
+            // The same peer over QUIC replaces its TCP connection (the
+            // coded upgrade); any other duplicate is refused.
+            if !entry.quic || old_entry.quic {
+                return None;
+            }
+            let _ = old_entry.tx.send(PeerCmd::Close("moved to QUIC".into()));
+            Self::forget(&mut st, old);
         }
         let key = st.next_key;
         st.next_key += 1;
@@ -247,11 +296,7 @@ impl TorrentShared {
     /// Forgets a peer: its pieces and requests go back to the picker.
     pub fn unregister_peer(&self, key: PeerKey) {
         let mut st = self.lock();
-        if let Some(entry) = st.peers.remove(&key) {
-            st.picker.remove_peer(key, &entry.pieces);
-            if st.optimistic == Some(key) {
-                st.optimistic = None;
-            }
+        if Self::forget(&mut st, key) {
             let others: Vec<_> = st.peers.values().map(|p| p.tx.clone()).collect();
             drop(st);
             for tx in others {
@@ -259,6 +304,22 @@ impl TorrentShared {
             }
             self.rechoke.notify_one();
         }
+    }
+
+    /// Removes a peer's entry, its pieces from availability and its
+    /// requests and symbol assignments; false if it was already gone.
+    fn forget(st: &mut TorrentState, key: PeerKey) -> bool {
+        let Some(entry) = st.peers.remove(&key) else {
+            return false;
+        };
+        st.picker.remove_peer(key, &entry.pieces);
+        if let Some(coded) = st.coded.as_mut() {
+            coded.peer_gone(key);
+        }
+        if st.optimistic == Some(key) {
+            st.optimistic = None;
+        }
+        true
     }
 
     /// A whole piece for serving blocks, from the cache or the disk.
@@ -356,7 +417,9 @@ impl TorrentShared {
         }
     }
 
-    fn piece_verified(self: &Arc<Self>, piece: u32, data: Vec<u8>) {
+    pub(crate) fn piece_verified(self: &Arc<Self>, piece: u32, data: Vec<u8>) {
+        // A coded copy that failed earlier: this good one names who poisoned it.
+        self.attribute_coded(piece, &data);
         let mut st = self.lock();
         st.picker.piece_verified(piece);
         let length = data.len() as u64;
@@ -414,7 +477,7 @@ impl TorrentShared {
         }
     }
 
-    fn write_failed(&self, piece: u32, error: std::io::Error) {
+    pub(crate) fn write_failed(&self, piece: u32, error: std::io::Error) {
         let mut st = self.lock();
         st.picker.piece_abandoned(piece);
         let message = if error.kind() == std::io::ErrorKind::StorageFull {
@@ -426,6 +489,12 @@ impl TorrentShared {
             tracing::error!("{message}");
         }
         st.disk_error = Some(message);
+    }
+
+    /// Counts a strike against an address (banned after a few).
+    pub(crate) fn strike_ip(&self, ip: IpAddr, why: &str) {
+        let mut st = self.lock();
+        self.strike(&mut st, ip, why);
     }
 
     fn strike(&self, st: &mut TorrentState, ip: IpAddr, why: &str) {
@@ -481,7 +550,7 @@ impl TorrentShared {
                 pieces: p.pieces.count(),
                 interested: p.interested,
                 choked: p.choked,
-                coded: false,
+                coded: p.coded,
             })
             .collect();
         peers.sort_by_key(|p| p.addr);
@@ -497,6 +566,8 @@ impl TorrentShared {
             downloaded: self.downloaded.load(Ordering::Relaxed),
             uploaded: self.uploaded.load(Ordering::Relaxed),
             wasted: self.wasted.load(Ordering::Relaxed),
+            received_plain: self.received_plain.load(Ordering::Relaxed),
+            received_coded: self.received_coded.load(Ordering::Relaxed),
             peers,
             phase: match &st.disk_error {
                 Some(e) => TorrentPhase::Error(e.clone()),

@@ -1,4 +1,13 @@
 //! Coded transfer in the swarm: the `bf_raptorq` extension between capable
 //! peers, over TCP or QUIC.
+//!
+//! - [`state`]: per-torrent decoders and the receiver-driven ESI allocation.
+//! - [`link`]: the coded side of one connection.
+//! - `recv`, `send`: the peer task's coded receiving and sending.
+//! - `verify`: decode, verify, write; poisoner attribution.
 
+pub mod link;
+mod recv;
+mod send;
 pub mod state;
+mod verify;

@@ -31,8 +31,9 @@ struct Assignment {
     peer: PeerKey,
     range: SymbolRange,
     arrived: u32,
-    /// When the sender said the whole range was sent (datagrams).
-    sent_at: Option<Instant>,
+    /// When the sender said the whole range was sent (datagrams), and the
+    /// sequence number of its last datagram.
+    sent: Option<(Instant, u32)>,
 }
 
 impl Assignment {
@@ -66,6 +67,8 @@ pub enum Received {
     Decoded(DecodedPiece),
     /// Surplus or late (duplicate, piece finished or being decoded).
     Surplus,
+    /// From a request already written off as lost: it was only late.
+    Late,
     /// Not something we asked this sender for, or malformed: its fault.
     Unrequested,
     /// The piece is not being received as symbols.
@@ -182,7 +185,9 @@ impl CodedState {
         let Some(p) = self.pieces.get(&piece) else {
             return Vec::new();
         };
-        if p.decoder.is_none() {
+        // Away being decoded, or finished and waiting for its hash check:
+        // nothing more to ask for.
+        if p.decoder.as_ref().is_none_or(PieceDecoder::is_finished) {
             return Vec::new();
         }
         let deficit = self.deficit(p);
@@ -251,7 +256,7 @@ impl CodedState {
                 peer,
                 range: *range,
                 arrived: 0,
-                sent_at: None,
+                sent: None,
             });
         }
         out
@@ -267,9 +272,9 @@ impl CodedState {
             .iter_mut()
             .find(|a| a.peer == peer && a.range.contains(esi))
         else {
-            // A range closed as lost may still deliver a straggler: surplus.
+            // A range written off as lost may still deliver a straggler.
             return if esi < p.next_source.max(p.next_repair) {
-                Received::Surplus
+                Received::Late
             } else {
                 Received::Unrequested
             };
@@ -282,10 +287,13 @@ impl CodedState {
             Push::NeedMore { .. } => Received::Stored,
             Push::ReadyToDecode => Received::ReadyToDecode,
             Push::Decoded(piece) => Received::Decoded(piece),
-            Push::Rejected(r) => match r.action() {
-                codec::Action::StrikeSender => Received::Unrequested,
-                _ => Received::Surplus,
-            },
+            Push::Rejected(r) => {
+                tracing::trace!(piece, esi, "symbol refused: {r}");
+                match r.action() {
+                    codec::Action::StrikeSender => Received::Unrequested,
+                    _ => Received::Surplus,
+                }
+            }
         }
     }
 
@@ -303,31 +311,48 @@ impl CodedState {
         }
     }
 
-    /// The sender finished sending `range` by datagrams.
-    pub fn range_sent(&mut self, peer: PeerKey, range: SymbolRange, now: Instant) {
+    /// The sender finished sending `range` by datagrams, the last one with
+    /// sequence number `last_seq`.
+    pub fn range_sent(&mut self, peer: PeerKey, range: SymbolRange, last_seq: u32, now: Instant) {
         if let Some(a) = self.pieces.get_mut(&range.piece).and_then(|p| {
             p.open
                 .iter_mut()
                 .find(|a| a.peer == peer && a.range == range)
         }) {
-            a.sent_at = Some(now);
+            a.sent = Some((now, last_seq));
         }
     }
 
-    /// Writes off what has not arrived `grace` after its range was sent,
-    /// updating each sender's loss estimate. Returns the pieces that may
+    /// Writes off what `peer` has not delivered of ranges it finished
+    /// sending, once datagrams it sent later have arrived (`highest_seq`,
+    /// allowing `reorder` of reordering) or, failing that, `fallback` after
+    /// it said so; updates its loss estimate. Returns the pieces that may
     /// need new requests.
-    pub fn expire(&mut self, now: Instant, grace: Duration) -> Vec<u32> {
+    pub fn expire(
+        &mut self,
+        peer: PeerKey,
+        highest_seq: Option<u32>,
+        reorder: u32,
+        now: Instant,
+        fallback: Duration,
+    ) -> Vec<u32> {
         let mut touched = Vec::new();
-        let mut samples: Vec<(PeerKey, f64, u32)> = Vec::new();
+        let mut samples: Vec<(f64, u32)> = Vec::new();
         for (&piece, p) in self.pieces.iter_mut() {
             let before = p.open.len();
             p.open.retain(|a| {
-                let expired = a.sent_at.is_some_and(|t| now.duration_since(t) >= grace)
-                    || a.outstanding() == 0;
-                if expired && a.range.count > 0 && a.sent_at.is_some() {
+                if a.peer != peer {
+                    return true;
+                }
+                let Some((at, last_seq)) = a.sent else {
+                    return a.outstanding() > 0;
+                };
+                let overtaken =
+                    highest_seq.is_some_and(|h| (h.wrapping_sub(last_seq) as i32) > reorder as i32);
+                let expired =
+                    a.outstanding() == 0 || overtaken || now.duration_since(at) >= fallback;
+                if expired && a.range.count > 0 {
                     samples.push((
-                        a.peer,
                         f64::from(a.outstanding()) / f64::from(a.range.count),
                         a.range.count,
                     ));
@@ -338,7 +363,7 @@ impl CodedState {
                 touched.push(piece);
             }
         }
-        for (peer, lost, count) in samples {
+        for (lost, count) in samples {
             // Weight by range size: a long range says more than a short one.
             let w = (f64::from(count) / 512.0).clamp(0.05, 0.5);
             let e = self.loss.entry(peer).or_insert(0.0);

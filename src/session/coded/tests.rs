@@ -59,6 +59,8 @@ fn a_clean_single_sender_gets_exactly_the_source_symbols() {
         panic!("not decoded")
     };
     assert!(!piece.used_repair());
+    // Until its hash check removes it, a finished piece asks for nothing.
+    assert!(s.plan(2, 0, 10_000, true).is_empty());
     assert!(matches!(
         piece.verify(&Sha1::digest(&data).into()),
         Verdict::Good(_)
@@ -151,14 +153,21 @@ fn losses_are_measured_and_compensated() {
             s.push(1, 0, esi, &data[esi as usize * 1024..][..1024]);
         }
     }
-    s.range_sent(1, plan[0], now);
+    // The range's last datagram was number 10.
+    s.range_sent(1, plan[0], 10, now);
+    let fallback = Duration::from_secs(1);
     assert!(
-        s.expire(now, Duration::from_millis(20)).is_empty(),
-        "not yet"
+        s.expire(1, Some(12), 4, now, fallback).is_empty(),
+        "within the reordering allowance"
+    );
+    assert!(
+        s.expire(2, Some(100), 4, now, fallback).is_empty(),
+        "another peer's datagrams say nothing"
     );
     assert_eq!(
-        s.expire(now + Duration::from_millis(25), Duration::from_millis(20)),
-        vec![0]
+        s.expire(1, Some(15), 4, now, fallback),
+        vec![0],
+        "overtaken by later datagrams"
     );
     let loss = s.loss_of(1);
     assert!(loss > 0.0 && loss <= 0.11, "{loss}");
@@ -167,7 +176,8 @@ fn losses_are_measured_and_compensated() {
     assert_eq!(again[0].first_esi, 64);
     assert!(again[0].count >= 8, "{again:?}");
     // Stragglers of an expired range are surplus, not faults.
-    assert!(matches!(s.push(1, 0, 0, &data[..1024]), Received::Surplus));
+    let straggler = s.push(1, 0, 0, &data[..1024]);
+    assert!(matches!(straggler, Received::Late), "{straggler:?}");
     // Symbols nobody asked for are the sender's fault.
     assert!(matches!(
         s.push(9, 0, 5_000, &[0u8; 1024]),

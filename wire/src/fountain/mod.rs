@@ -113,9 +113,10 @@ pub enum CodedMessage {
         range: SymbolRange,
         reason: RejectReason,
     },
-    /// The sender finished transmitting a range by datagrams; what has not
-    /// arrived about a round trip later is lost.
-    RangeSent(SymbolRange),
+    /// The sender finished transmitting a range by datagrams, the last one
+    /// with sequence number `last_seq`: once later datagrams have arrived,
+    /// what has not is lost.
+    RangeSent { range: SymbolRange, last_seq: u32 },
     /// Datagram acknowledgement: the highest sequence number seen and the
     /// symbol payload bytes received by datagram so far.
     Ack { highest_seq: u32, received: u64 },
@@ -239,8 +240,12 @@ impl CodedMessage {
                 CodedMessage::Cancel(range(body, limits)?)
             }
             RANGE_SENT => {
-                need(kind, body, 12)?;
-                CodedMessage::RangeSent(range(body, limits)?)
+                need(kind, body, 16)?;
+                let mut tail = body.get(12..).unwrap_or_default();
+                CodedMessage::RangeSent {
+                    range: range(body, limits)?,
+                    last_seq: tail.get_u32(),
+                }
             }
             REJECT => {
                 need(kind, body, 13)?;
@@ -293,9 +298,10 @@ impl CodedMessage {
                 out.put_u8(CANCEL);
                 put_range(&mut out, r);
             }
-            CodedMessage::RangeSent(r) => {
+            CodedMessage::RangeSent { range, last_seq } => {
                 out.put_u8(RANGE_SENT);
-                put_range(&mut out, r);
+                put_range(&mut out, range);
+                out.put_u32(*last_seq);
             }
             CodedMessage::Reject { range, reason } => {
                 out.put_u8(REJECT);

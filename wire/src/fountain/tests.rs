@@ -26,7 +26,10 @@ fn all() -> Vec<CodedMessage> {
             range: r,
             reason: RejectReason::NotHeld,
         },
-        CodedMessage::RangeSent(r),
+        CodedMessage::RangeSent {
+            range: r,
+            last_seq: 42,
+        },
         CodedMessage::Ack {
             highest_seq: u32::MAX,
             received: 1 << 40,

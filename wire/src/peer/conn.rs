@@ -53,6 +53,10 @@ pub enum Violation {
     ExtendedHandshake(String),
     #[error("no message for {0:?}")]
     Idle(Duration),
+    /// A broken rule of the coded extension (malformed frames, symbols
+    /// never requested, …).
+    #[error("coded transfer: {0}")]
+    Coded(String),
 }
 
 /// What a received message meant, for the torrent to act on.

@@ -36,6 +36,9 @@ struct Partial {
     /// Peers that sent data for an earlier copy of this piece that failed
     /// its hash; they are asked last.
     avoid: Vec<PeerKey>,
+    /// Received as symbols: blocks that arrive go to the piece's decoder,
+    /// not to `data`, and the decoder says when the piece is complete.
+    coded: bool,
 }
 
 /// What happened to a received block.
@@ -49,6 +52,8 @@ pub enum BlockOutcome {
     Accepted { cancel: Vec<PeerKey> },
     /// Stored, and it completed the piece: hash and write `data`.
     Completed(CompletedPiece),
+    /// The piece is received as symbols: feed the block to its decoder.
+    ToDecoder { cancel: Vec<PeerKey> },
 }
 
 /// A piece whose every block arrived.
@@ -188,7 +193,7 @@ impl Picker {
         let mut started: Vec<(u32, u32)> = self
             .partial
             .iter()
-            .filter(|(&p, part)| theirs.has(p) && !self.shuns(peer, p, part))
+            .filter(|(&p, part)| !part.coded && theirs.has(p) && !self.shuns(peer, p, part))
             .map(|(&p, part)| (p, part.received))
             .collect();
         started.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -276,8 +281,80 @@ impl Picker {
                 blocks: vec![Block::Missing; blocks as usize],
                 received: 0,
                 avoid: Vec::new(),
+                coded: false,
             },
         );
+    }
+
+    /// Starts a new piece (random first, then rarest) to be received as
+    /// symbols from a peer that has `theirs`.
+    pub fn start_coded(&mut self, theirs: &Bitfield) -> Option<u32> {
+        let piece = self.choose_new_piece(theirs)?;
+        let blocks = self.geometry.block_count(piece);
+        self.partial.insert(
+            piece,
+            Partial {
+                data: Vec::new(),
+                blocks: vec![Block::Missing; blocks as usize],
+                received: 0,
+                avoid: Vec::new(),
+                coded: true,
+            },
+        );
+        Some(piece)
+    }
+
+    /// Plain pieces in progress that `theirs` has (a coded peer may join
+    /// them in endgame).
+    pub fn plain_partials(&self, theirs: &Bitfield) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .partial
+            .iter()
+            .filter(|(&p, part)| !part.coded && theirs.has(p))
+            .map(|(&p, _)| p)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Turns a plain piece in progress into a coded one; returns the blocks
+    /// already received (offset, bytes, sender) to feed its decoder.
+    /// Requests still out with legacy peers stay valid: their blocks will go
+    /// to the decoder too.
+    pub fn convert_to_coded(&mut self, piece: u32) -> Option<Vec<(u32, Vec<u8>, PeerKey)>> {
+        let part = self.partial.get_mut(&piece).filter(|p| !p.coded)?;
+        part.coded = true;
+        let data = std::mem::take(&mut part.data);
+        let received = part
+            .blocks
+            .iter()
+            .enumerate()
+            .filter_map(|(n, b)| match b {
+                Block::Received(peer) => {
+                    let block = self.geometry.block(piece, n as u32)?;
+                    let bytes =
+                        data.get(block.begin as usize..(block.begin + block.length) as usize)?;
+                    Some((block.begin, bytes.to_vec(), *peer))
+                }
+                _ => None,
+            })
+            .collect();
+        self.recycle(data);
+        Some(received)
+    }
+
+    /// True when every piece is started and every block of plain pieces is
+    /// requested: the time for duplicate requests and extra senders.
+    pub fn is_endgame(&self) -> bool {
+        let any_missing = self
+            .partial
+            .values()
+            .filter(|part| !part.coded)
+            .any(|part| part.blocks.iter().any(|b| matches!(b, Block::Missing)));
+        let unstarted = (0..self.geometry.piece_count()).any(|p| {
+            !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p)
+        });
+        !any_missing && !unstarted
     }
 
     /// Endgame: every missing block is requested somewhere; ask this peer
@@ -289,14 +366,7 @@ impl Picker {
         max: usize,
         out: &mut Vec<BlockRef>,
     ) {
-        let any_missing = self
-            .partial
-            .iter()
-            .any(|(_, part)| part.blocks.iter().any(|b| matches!(b, Block::Missing)));
-        let unstarted = (0..self.geometry.piece_count()).any(|p| {
-            !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p)
-        });
-        if any_missing || unstarted {
+        if !self.is_endgame() {
             return;
         }
         let mut pieces: Vec<u32> = self
@@ -314,13 +384,24 @@ impl Picker {
                 if out.len() >= max {
                     return;
                 }
-                if let Block::Requested(peers) = block {
-                    if !peers.contains(&peer) && peers.len() < ENDGAME_REQUESTERS {
+                match block {
+                    Block::Requested(peers)
+                        if !peers.contains(&peer) && peers.len() < ENDGAME_REQUESTERS =>
+                    {
                         if let Some(b) = self.geometry.block(piece, n as u32) {
                             peers.push(peer);
                             out.push(b);
                         }
                     }
+                    // Coded pieces leave their blocks unrequested: in endgame
+                    // a legacy peer's blocks help their decoders too.
+                    Block::Missing if part.coded => {
+                        if let Some(b) = self.geometry.block(piece, n as u32) {
+                            *block = Block::Requested(vec![peer]);
+                            out.push(b);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -345,6 +426,9 @@ impl Picker {
             Block::Requested(peers) => peers.iter().copied().filter(|p| *p != peer).collect(),
         };
         *state = Block::Received(peer);
+        if part.coded {
+            return BlockOutcome::ToDecoder { cancel };
+        }
         let begin = block.begin as usize;
         if let Some(dst) = part.data.get_mut(begin..begin + data.len()) {
             dst.copy_from_slice(data);
@@ -428,143 +512,4 @@ fn release_in(block: &mut Block, peer: PeerKey) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn geometry() -> PieceGeometry {
-        // 8 pieces of 64 KiB (4 blocks each), the last one 40 KiB (3 blocks).
-        PieceGeometry::new(65536, 7 * 65536 + 40960).unwrap()
-    }
-
-    fn data_for(b: BlockRef) -> Vec<u8> {
-        vec![(b.piece * 7 + b.begin / BLOCK_SIZE) as u8; b.length as usize]
-    }
-
-    #[test]
-    fn downloads_everything_once_from_one_peer() {
-        let g = geometry();
-        let mut picker = Picker::new(g, Bitfield::new(8));
-        let seed = Bitfield::full(8);
-        picker.add_peer_pieces(&seed);
-        let mut completed = Vec::new();
-        let mut requests = 0;
-        loop {
-            let blocks = picker.pick(1, &seed, 5);
-            if blocks.is_empty() {
-                break;
-            }
-            requests += blocks.len();
-            for b in blocks {
-                match picker.on_block(1, b, &data_for(b)) {
-                    BlockOutcome::Completed(c) => {
-                        assert_eq!(c.data.len() as u32, g.piece_size(c.piece).unwrap());
-                        assert_eq!(&c.data[..16], &data_for(g.block(c.piece, 0).unwrap())[..16]);
-                        picker.piece_verified(c.piece);
-                        completed.push(c.piece);
-                    }
-                    BlockOutcome::Accepted { cancel } => assert!(cancel.is_empty()),
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
-        completed.sort_unstable();
-        assert_eq!(completed, (0..8).collect::<Vec<_>>());
-        assert_eq!(
-            requests,
-            7 * 4 + 3,
-            "no block requested twice outside endgame"
-        );
-        assert!(picker.done().is_complete());
-    }
-
-    #[test]
-    fn rarest_first_after_random_start_and_started_pieces_first() {
-        let g = geometry();
-        let mut done = Bitfield::new(8);
-        for p in 0..4 {
-            done.set(p);
-        }
-        let mut picker = Picker::new(g, done);
-        let mut common = Bitfield::new(8);
-        for p in 4..8 {
-            common.set(p);
-        }
-        for _ in 0..3 {
-            picker.add_peer_pieces(&common);
-        }
-        for p in [4, 5, 7] {
-            picker.add_peer_have(p);
-        }
-        // Piece 6 is held by the fewest peers.
-        let first = picker.pick(9, &common, 1);
-        assert_eq!(first[0].piece, 6);
-        // Strict priority: the started piece is continued before any other.
-        let next = picker.pick(10, &common, 3);
-        assert_eq!(next.len(), 3);
-        assert!(next.iter().all(|b| b.piece == 6), "{next:?}");
-        // A peer without piece 6 starts another piece.
-        let mut no6 = common.clone();
-        no6.clear(6);
-        assert_ne!(picker.pick(11, &no6, 1)[0].piece, 6);
-    }
-
-    #[test]
-    fn endgame_asks_a_second_peer_and_cancels_the_loser() {
-        let g = PieceGeometry::new(32768, 32768).unwrap();
-        let mut picker = Picker::new(g, Bitfield::new(1));
-        let all = Bitfield::full(1);
-        picker.add_peer_pieces(&all);
-        picker.add_peer_pieces(&all);
-        let a = picker.pick(1, &all, 10);
-        assert_eq!(a.len(), 2);
-        // Everything is requested from peer 1: peer 2 gets endgame copies.
-        let b = picker.pick(2, &all, 10);
-        assert_eq!(b, a);
-        assert!(picker.pick(2, &all, 10).is_empty(), "not asked twice");
-        match picker.on_block(2, b[0], &data_for(b[0])) {
-            BlockOutcome::Accepted { cancel } => assert_eq!(cancel, vec![1]),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            picker.on_block(1, a[0], &data_for(a[0])),
-            BlockOutcome::Duplicate
-        );
-        assert!(matches!(
-            picker.on_block(1, a[1], &data_for(a[1])),
-            BlockOutcome::Completed(_)
-        ));
-    }
-
-    #[test]
-    fn failed_pieces_go_to_other_peers_and_departures_free_requests() {
-        let g = PieceGeometry::new(32768, 32768).unwrap();
-        let mut picker = Picker::new(g, Bitfield::new(1));
-        let all = Bitfield::full(1);
-        picker.add_peer_pieces(&all);
-        picker.add_peer_pieces(&all);
-        let blocks = picker.pick(1, &all, 10);
-        picker.on_block(1, blocks[0], &data_for(blocks[0]));
-        let BlockOutcome::Completed(c) = picker.on_block(1, blocks[1], &data_for(blocks[1])) else {
-            panic!("not completed");
-        };
-        assert_eq!(c.senders, vec![1, 1]);
-        picker.piece_failed(0, &c.senders);
-        assert!(
-            picker.pick(1, &all, 10).is_empty(),
-            "the failed sender is asked last"
-        );
-        let again = picker.pick(2, &all, 1);
-        assert_eq!(again.len(), 1);
-        // Peer 2 leaves: its request is free again (and peer 1 is the only
-        // one left, so it may retry).
-        picker.remove_peer(2, &all);
-        assert_eq!(picker.pick(1, &all, 10).len(), 2);
-        // Stale and malformed blocks are refused.
-        let wrong = BlockRef {
-            piece: 0,
-            begin: 1,
-            length: 16384,
-        };
-        assert_eq!(picker.on_block(1, wrong, &[0; 16384]), BlockOutcome::Stale);
-    }
-}
+mod tests;

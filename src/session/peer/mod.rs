@@ -5,23 +5,29 @@
 //!
 //! Generic over the byte stream: TCP today, a QUIC stream for coded peers.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 use wire::peer::{
     Decoded, ExtendedHandshake, Handshake, Message, MessageDecoder, PeerConn, PeerEvent, Reserved,
     Violation, HANDSHAKE_LEN,
 };
-use wire::{Bitfield, BlockRef, Limits, PeerId};
+use wire::{Bitfield, BlockRef, Limits};
 
+mod util;
+mod writer;
+
+pub use util::client_from_peer_id;
+use util::{describe, sleep_until, MinRtt};
+use writer::Writer;
+
+use super::coded::link::CodedLink;
 use super::picker::{BlockOutcome, PeerKey};
 use super::rate::RateMeter;
 use super::torrent::{PeerCmd, PeerCounters, PeerEntry, TorrentShared, MAX_VERIFY_BACKLOG};
@@ -30,7 +36,7 @@ use super::torrent::{PeerCmd, PeerCounters, PeerEntry, TorrentShared, MAX_VERIFY
 /// is dropped after this).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Stop serving requests while this much is queued for the socket.
-const WRITE_HIGH_WATER: usize = 1 << 20;
+pub(crate) const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Requests kept in flight on top of the measured bandwidth-delay product
 /// (and before it is known): enough for a fast peer on a short path.
 const PIPELINE_MARGIN: usize = 64;
@@ -57,11 +63,12 @@ pub async fn run_peer<S>(
     addr: SocketAddr,
     outgoing: bool,
     theirs: Option<Handshake>,
+    quic: Option<quinn::Connection>,
 ) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    start_peer(torrent, stream, addr, outgoing, theirs)
+    start_peer(torrent, stream, addr, outgoing, theirs, quic)
         .await?
         .run()
         .await
@@ -93,13 +100,16 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> StartedPeer<S> {
     }
 }
 
-/// Exchanges handshakes and registers the peer with its torrent.
+/// Exchanges handshakes and registers the peer with its torrent. `quic` is
+/// the QUIC connection when the stream is one of its streams (symbols then
+/// travel as its datagrams).
 pub async fn start_peer<S>(
     torrent: Arc<TorrentShared>,
     stream: S,
     addr: SocketAddr,
     outgoing: bool,
     theirs: Option<Handshake>,
+    quic: Option<quinn::Connection>,
 ) -> Result<StartedPeer<S>>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -144,6 +154,8 @@ where
         down_meter: RateMeter::default(),
         up_meter: RateMeter::default(),
         connected_at: now,
+        quic: quic.is_some(),
+        coded: false,
     };
     let (key, our_have) = {
         // Register and snapshot our pieces under one lock, so no HAVE
@@ -169,27 +181,37 @@ where
         last_block: now,
         serve_resume_at: None,
         read_resume_at: None,
+        outgoing,
+        quic,
+        link: None,
     };
     Ok(StartedPeer { task, rd, rx })
 }
 
-struct PeerTask {
-    torrent: Arc<TorrentShared>,
-    key: PeerKey,
-    addr: SocketAddr,
-    conn: PeerConn,
-    writer: Writer,
-    our_have: Bitfield,
-    counters: Arc<PeerCounters>,
+/// The state of one connection's task (the coded parts live in
+/// `session::coded`).
+pub(crate) struct PeerTask {
+    pub(crate) torrent: Arc<TorrentShared>,
+    pub(crate) key: PeerKey,
+    pub(crate) addr: SocketAddr,
+    pub(crate) conn: PeerConn,
+    pub(crate) writer: Writer,
+    pub(crate) our_have: Bitfield,
+    pub(crate) counters: Arc<PeerCounters>,
     /// Pieces the peer has that we lack: we are interested while > 0.
     they_have_we_lack: u32,
     /// How many requests the peer accepts (its `reqq`).
     reqq: usize,
     meter: RateMeter,
-    rtt: MinRtt,
-    last_block: Instant,
-    serve_resume_at: Option<tokio::time::Instant>,
+    pub(crate) rtt: MinRtt,
+    pub(crate) last_block: Instant,
+    pub(crate) serve_resume_at: Option<tokio::time::Instant>,
     read_resume_at: Option<tokio::time::Instant>,
+    pub(crate) outgoing: bool,
+    /// The QUIC connection when this peer runs over QUIC.
+    pub(crate) quic: Option<quinn::Connection>,
+    /// Present once both sides agreed on the coded extension.
+    pub(crate) link: Option<CodedLink>,
 }
 
 impl PeerTask {
@@ -204,10 +226,18 @@ impl PeerTask {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let shutdown = self.torrent.shutdown.clone();
         let writer_failed = self.writer.failed.clone();
+        // Acknowledgements and loss accounting of coded datagrams.
+        let mut coded_tick = tokio::time::interval(Duration::from_millis(10));
+        coded_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let quic = self.quic.clone();
         loop {
-            let serving = self.conn.queued_requests() > 0 && self.serve_resume_at.is_none();
+            let serving = (self.conn.queued_requests() > 0
+                || self.link.as_ref().is_some_and(|l| l.has_stream_symbols()))
+                && self.serve_resume_at.is_none();
             let reading = self.read_resume_at.is_none();
             let drained = self.writer.drained.clone();
+            let datagrams_due = self.datagrams_due();
+            let coded_active = self.link.is_some();
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = writer_failed.cancelled() => bail!("write failed"),
@@ -238,11 +268,14 @@ impl PeerTask {
                 }
                 _ = drained.notified(), if serving => self.serve().await?,
                 _ = tick.tick() => self.on_tick()?,
+                dg = read_datagram(&quic), if quic.is_some() => self.on_datagram(dg?)?,
+                _ = sleep_until(datagrams_due) => self.send_datagrams().await?,
+                _ = coded_tick.tick(), if coded_active => self.on_coded_tick(),
             }
         }
     }
 
-    fn send(&mut self, msg: Message) {
+    pub(crate) fn send(&mut self, msg: Message) {
         self.conn.sent(Instant::now());
         self.writer.send(msg.to_bytes());
     }
@@ -250,13 +283,13 @@ impl PeerTask {
     fn send_greeting(&mut self) {
         if self.conn.extended {
             let hs = ExtendedHandshake {
-                extensions: Default::default(),
+                extensions: self.our_extensions(),
                 client: Some(concat!("bitfountain ", env!("CARGO_PKG_VERSION")).to_owned()),
                 listen_port: Some(self.torrent.listen_port),
                 reqq: Some(OUR_REQQ),
                 your_ip: Some(self.addr.ip()),
                 metadata_size: None,
-                raptorq: None,
+                raptorq: self.coded_caps(),
             };
             self.send(Message::Extended {
                 id: wire::peer::EXT_HANDSHAKE_ID,
@@ -275,10 +308,12 @@ impl PeerTask {
         }
         let event = self.conn.receive(msg, &self.our_have, now)?;
         match event {
-            PeerEvent::Nothing
-            | PeerEvent::DhtPort(_)
-            | PeerEvent::Suggest(_)
-            | PeerEvent::Extended { .. } => {}
+            PeerEvent::Nothing | PeerEvent::DhtPort(_) | PeerEvent::Suggest(_) => {}
+            PeerEvent::Extended { id, payload } => {
+                if id == super::coded::link::RAPTORQ_ID && self.link.is_some() {
+                    self.on_coded_message(payload).await?;
+                }
+            }
             PeerEvent::Bitfield => {
                 let pieces = self.conn.peer_pieces.clone();
                 self.they_have_we_lack =
@@ -347,11 +382,12 @@ impl PeerTask {
                 if let Some(r) = hs.reqq {
                     self.reqq = (r as usize).clamp(1, Limits::DEFAULT.max_outstanding_requests);
                 }
-                if let Some(client) = hs.client.filter(|c| !c.is_empty()) {
+                if let Some(client) = hs.client.as_ref().filter(|c| !c.is_empty()) {
                     if let Some(p) = self.torrent.lock().peers.get_mut(&self.key) {
                         p.client = client.chars().take(40).collect();
                     }
                 }
+                self.on_extended_handshake(&hs)?;
             }
         }
         Ok(())
@@ -363,7 +399,23 @@ impl PeerTask {
         self.counters.down_plain.fetch_add(len, Ordering::Relaxed);
         self.torrent.downloaded.fetch_add(len, Ordering::Relaxed);
         let outcome = self.torrent.lock().picker.on_block(self.key, block, &data);
+        if matches!(
+            outcome,
+            BlockOutcome::Accepted { .. }
+                | BlockOutcome::Completed(_)
+                | BlockOutcome::ToDecoder { .. }
+        ) {
+            self.torrent
+                .received_plain
+                .fetch_add(len, Ordering::Relaxed);
+        }
         let cancel = match outcome {
+            BlockOutcome::ToDecoder { cancel } => {
+                // A legacy block of a piece received as symbols: its bytes
+                // are source symbols for the same decoder.
+                self.block_to_decoder(block, &data);
+                cancel
+            }
             BlockOutcome::Stale | BlockOutcome::Duplicate => {
                 self.torrent.wasted.fetch_add(len, Ordering::Relaxed);
                 Vec::new()
@@ -404,6 +456,7 @@ impl PeerTask {
                 for msg in self.conn.choke(now) {
                     self.send(msg);
                 }
+                self.reject_coded_requests(wire::fountain::RejectReason::Choked);
             }
             PeerCmd::Unchoke => {
                 if let Some(msg) = self.conn.unchoke(now) {
@@ -417,14 +470,35 @@ impl PeerTask {
             }
             PeerCmd::Refill => self.refill(),
             PeerCmd::Close(reason) => bail!(reason),
+            PeerCmd::CodedDone(piece) => {
+                self.send_coded(wire::fountain::CodedMessage::PieceDone { piece })
+            }
+            PeerCmd::CodedLinked => {}
         }
         Ok(())
     }
 
     fn on_tick(&mut self) -> Result<()> {
         let now = Instant::now();
-        self.meter
-            .sample(self.counters.down_plain.load(Ordering::Relaxed), now);
+        self.meter.sample(self.counters.down_total(), now);
+        if let Some(quic) = &self.quic {
+            // Round trips for pipeline sizing: QUIC measures them for us.
+            self.rtt.sample(quic.rtt(), now);
+        }
+        if let Some(link) = self.link.as_ref().filter(|l| l.late + l.surplus > 0) {
+            tracing::debug!(peer = %self.addr, late = link.late, surplus = link.surplus, "symbols of no use");
+        }
+        if let Some(pacer) = self.link.as_ref().and_then(|l| l.pacer.as_ref()) {
+            tracing::debug!(
+                peer = %self.addr,
+                max_datagram = ?self.quic.as_ref().and_then(|q| q.max_datagram_size()),
+                rate_mbit = pacer.rate() * 8e-6,
+                bottleneck_mbit = pacer.bottleneck() * 8e-6,
+                loss = pacer.loss(),
+                min_rtt = ?pacer.min_rtt(),
+                "datagram pacing"
+            );
+        }
         if let Some(msg) = self.conn.poll_time(now)? {
             self.writer.send(msg.to_bytes());
         }
@@ -441,7 +515,7 @@ impl PeerTask {
         Ok(())
     }
 
-    fn update_interest(&mut self) {
+    pub(crate) fn update_interest(&mut self) {
         let want = self.they_have_we_lack > 0;
         if let Some(msg) = self.conn.set_interested(want, Instant::now()) {
             self.send(msg);
@@ -452,7 +526,7 @@ impl PeerTask {
     /// product measured for this peer (its delivery rate times the smallest
     /// recent round trip), plus a margin, within its `reqq`. More would only
     /// queue at the sender and hold memory here.
-    fn pipeline_target(&self) -> usize {
+    pub(crate) fn pipeline_target(&self) -> usize {
         let rtt = self
             .rtt
             .get()
@@ -464,8 +538,12 @@ impl PeerTask {
     }
 
     /// Requests more blocks when we may and there is room in the pipeline.
-    fn refill(&mut self) {
+    pub(crate) fn refill(&mut self) {
         if self.conn.peer_choking || !self.conn.am_interested {
+            return;
+        }
+        if self.link.is_some() {
+            self.refill_coded();
             return;
         }
         // Received pieces waiting to be hashed and written hold memory:
@@ -505,6 +583,7 @@ impl PeerTask {
     /// Sends queued blocks while the socket keeps up and the upload rate
     /// limit allows.
     async fn serve(&mut self) -> Result<()> {
+        self.serve_coded_stream().await?;
         while self.writer.queued() < WRITE_HIGH_WATER && self.serve_resume_at.is_none() {
             let Some(block) = self.conn.next_request() else {
                 break;
@@ -534,164 +613,10 @@ impl PeerTask {
     }
 }
 
-/// The smallest request round trip seen recently (like BBR's min RTT):
-/// queueing at the sender inflates single samples, the minimum does not.
-#[derive(Debug, Default)]
-struct MinRtt {
-    current: Option<(Duration, Instant)>,
-}
-
-impl MinRtt {
-    const WINDOW: Duration = Duration::from_secs(10);
-
-    fn sample(&mut self, rtt: Duration, now: Instant) {
-        let stale = self
-            .current
-            .is_none_or(|(_, at)| now.duration_since(at) > Self::WINDOW);
-        if stale || self.current.is_some_and(|(min, _)| rtt <= min) {
-            self.current = Some((rtt, now));
-        }
-    }
-
-    fn get(&self) -> Option<Duration> {
-        self.current.map(|(rtt, _)| rtt)
-    }
-}
-
-/// Sleeps until `at`, or forever when there is nothing to wait for.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// The next datagram of a QUIC connection (pending forever without one).
+async fn read_datagram(quic: &Option<quinn::Connection>) -> Result<Bytes> {
+    match quic {
+        Some(conn) => conn.read_datagram().await.context("QUIC connection lost"),
         None => std::future::pending().await,
-    }
-}
-
-/// The writing half of a connection, in its own task. Messages are queued
-/// as separate buffers and written with vectored writes, so a block's
-/// payload goes from the piece cache to the socket without a copy.
-struct Writer {
-    tx: Option<mpsc::UnboundedSender<Bytes>>,
-    queued: Arc<AtomicUsize>,
-    drained: Arc<Notify>,
-    failed: CancellationToken,
-}
-
-impl Writer {
-    fn spawn<W: AsyncWrite + Send + Unpin + 'static>(mut wr: W) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let drained = Arc::new(Notify::new());
-        let failed = CancellationToken::new();
-        let (q, d, f) = (queued.clone(), drained.clone(), failed.clone());
-        tokio::spawn(async move {
-            let mut queue: VecDeque<Bytes> = VecDeque::new();
-            while let Some(first) = rx.recv().await {
-                queue.push_back(first);
-                // Take whatever else is waiting into the same write.
-                while queue.len() < MAX_IOVECS {
-                    match rx.try_recv() {
-                        Ok(more) => queue.push_back(more),
-                        Err(_) => break,
-                    }
-                }
-                let len: usize = queue.iter().map(Bytes::len).sum();
-                if write_all_vectored(&mut wr, &mut queue).await.is_err() {
-                    f.cancel();
-                    return;
-                }
-                q.fetch_sub(len, Ordering::AcqRel);
-                d.notify_one();
-            }
-            let _ = wr.shutdown().await;
-        });
-        Writer {
-            tx: Some(tx),
-            queued,
-            drained,
-            failed,
-        }
-    }
-
-    fn send(&self, bytes: Bytes) {
-        if let Some(tx) = &self.tx {
-            self.queued.fetch_add(bytes.len(), Ordering::AcqRel);
-            if tx.send(bytes).is_err() {
-                self.failed.cancel();
-            }
-        }
-    }
-
-    fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
-    }
-
-    /// Lets the writer flush what is queued and close the stream.
-    fn close(&mut self) {
-        self.tx = None;
-    }
-}
-
-/// Buffers handed to one vectored write (Linux allows 1024).
-const MAX_IOVECS: usize = 128;
-
-/// Writes every queued buffer, as few system calls as the kernel allows.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    queue: &mut VecDeque<Bytes>,
-) -> std::io::Result<()> {
-    while !queue.is_empty() {
-        let slices: Vec<std::io::IoSlice<'_>> =
-            queue.iter().map(|b| std::io::IoSlice::new(b)).collect();
-        let mut written = wr.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let Some(front) = queue.front_mut() else {
-                break;
-            };
-            if written >= front.len() {
-                written -= front.len();
-                queue.pop_front();
-            } else {
-                let _ = front.split_to(written);
-                written = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A readable client name from an Azureus-style peer id (`-TR3000-…`).
-pub fn client_from_peer_id(id: &PeerId) -> String {
-    let b = &id.0;
-    if b[0] == b'-' && b[7] == b'-' && b[1..7].iter().all(u8::is_ascii_alphanumeric) {
-        let code = String::from_utf8_lossy(&b[1..3]);
-        let name = match &*code {
-            "TR" => "Transmission",
-            "LT" | "lt" => "libtorrent",
-            "A2" => "aria2",
-            "BF" => "bitfountain",
-            "qB" => "qBittorrent",
-            "DE" => "Deluge",
-            "UT" => "µTorrent",
-            _ => return String::from_utf8_lossy(&b[0..8]).into_owned(),
-        };
-        return format!("{name} {}", String::from_utf8_lossy(&b[3..7]));
-    }
-    String::from_utf8_lossy(&b[0..8])
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .collect()
-}
-
-/// A short description of a message for trace logs (no payloads).
-fn describe(msg: &Message) -> String {
-    match msg {
-        Message::Piece { piece, begin, data } => format!("piece {piece}@{begin}+{}", data.len()),
-        Message::Bitfield(bits) => format!("bitfield ({} bytes)", bits.len()),
-        Message::Extended { id, payload } => format!("extended {id} ({} bytes)", payload.len()),
-        Message::Unknown { id, payload } => format!("unknown {id} ({} bytes)", payload.len()),
-        other => format!("{other:?}"),
     }
 }

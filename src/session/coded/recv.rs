@@ -1,0 +1,445 @@
+//! The receiving side of a coded connection: negotiation, symbol requests
+//! sized to the peer's delivery rate, symbols into decoders, datagram
+//! acknowledgements and loss accounting.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use wire::fountain::{CodedMessage, DatagramFrame, Delivery, SymbolRange};
+use wire::peer::{ExtendedHandshake, Message, RaptorqCaps, Violation};
+use wire::{BlockRef, Limits, BLOCK_SIZE};
+
+use super::link::{CodedLink, MAX_UNREQUESTED, RAPTORQ_ID, RAPTORQ_VERSION, SYMBOL_SIZES};
+use super::state::Received;
+use crate::session::peer::PeerTask;
+use crate::session::torrent::MAX_VERIFY_BACKLOG;
+use crate::session::{quic, CodedMode, CodedTransport};
+
+/// Datagrams that may arrive out of order before a gap counts as loss.
+const REORDER_ALLOWANCE: u32 = 32;
+
+impl PeerTask {
+    /// What we say about the coded extension in our extended handshake.
+    pub(crate) fn coded_caps(&self) -> Option<RaptorqCaps> {
+        if self.torrent.config.coded == CodedMode::Off || self.torrent.lock().coded.is_none() {
+            return None;
+        }
+        Some(RaptorqCaps {
+            version: RAPTORQ_VERSION,
+            symbol_sizes: SYMBOL_SIZES.to_vec(),
+            quic_port: self
+                .torrent
+                .quic
+                .as_ref()
+                .and_then(|e| e.local_addr().ok())
+                .map(|a| a.port()),
+        })
+    }
+
+    /// Our `m` entries: the coded extension when we offer it.
+    pub(crate) fn our_extensions(&self) -> std::collections::BTreeMap<String, u8> {
+        let mut m = std::collections::BTreeMap::new();
+        if self.coded_caps().is_some() {
+            m.insert(wire::peer::RAPTORQ_EXTENSION.to_owned(), RAPTORQ_ID);
+        }
+        m
+    }
+
+    /// Their extended handshake arrived: agree on the coded extension if we
+    /// both speak it with this torrent's symbol size, and move to QUIC when
+    /// we can.
+    pub(crate) fn on_extended_handshake(&mut self, hs: &ExtendedHandshake) -> Result<()> {
+        let mode = self.torrent.config.coded;
+        let ours = self.coded_caps().is_some();
+        let t = self.torrent.lock().coded.as_ref().map(|c| c.t());
+        let theirs = match (&hs.raptorq, hs.id_of(wire::peer::RAPTORQ_EXTENSION), t) {
+            (Some(caps), Some(id), Some(t)) if ours && caps.symbol_sizes.contains(&t) => {
+                Some((caps.clone(), id, t))
+            }
+            _ => None,
+        };
+        let Some((caps, id, t)) = theirs else {
+            if mode == CodedMode::Only {
+                anyhow::bail!("not a coded peer (--coded only)");
+            }
+            return Ok(());
+        };
+        if self.link.is_some() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let quic = self.quic.is_some();
+        self.link = Some(CodedLink::new(
+            id,
+            t,
+            quic,
+            now,
+            self.torrent.config.max_upload_rate,
+        ));
+        if let Some(p) = self.torrent.lock().peers.get_mut(&self.key) {
+            p.coded = true;
+        }
+        tracing::debug!(peer = %self.addr, quic, "coded peer (T = {t})");
+        // The side that opened the TCP connection moves it to QUIC.
+        let want_quic = self.torrent.config.coded_transport != CodedTransport::Tcp;
+        if !quic && want_quic && self.outgoing {
+            if let (Some(endpoint), Some(port)) = (self.torrent.quic.clone(), caps.quic_port) {
+                let torrent = self.torrent.clone();
+                let target = SocketAddr::new(self.addr.ip(), port);
+                tokio::spawn(upgrade_to_quic(torrent, endpoint, target));
+            }
+        }
+        self.refill();
+        Ok(())
+    }
+
+    /// Sends a coded message to the peer (only ever to a coded peer).
+    pub(crate) fn send_coded(&mut self, msg: CodedMessage) {
+        let Some(id) = self.link.as_ref().map(|l| l.their_id) else {
+            return;
+        };
+        self.send(Message::Extended {
+            id,
+            payload: msg.encode(),
+        });
+    }
+
+    /// Handles one `bf_raptorq` message.
+    pub(crate) async fn on_coded_message(&mut self, payload: Bytes) -> Result<()> {
+        let Some(t) = self.link.as_ref().map(|l| l.t) else {
+            return Ok(());
+        };
+        let msg = CodedMessage::decode(&payload, t, &Limits::DEFAULT)
+            .map_err(|e| Violation::Coded(e.to_string()))?;
+        let now = Instant::now();
+        match msg {
+            CodedMessage::SymbolRequest { range, delivery } => {
+                self.queue_symbol_request(range, delivery).await?
+            }
+            CodedMessage::Symbols {
+                piece,
+                first_esi,
+                data,
+            } => self.receive_symbols(piece, first_esi, data, now)?,
+            CodedMessage::Cancel(range) => {
+                if let Some(link) = self.link.as_mut() {
+                    link.drop_range(range);
+                }
+            }
+            CodedMessage::PieceDone { piece } => {
+                if let Some(link) = self.link.as_mut() {
+                    link.drop_piece(piece);
+                }
+            }
+            CodedMessage::Reject { range, .. } => {
+                if let Some(coded) = self.torrent.lock().coded.as_mut() {
+                    coded.close(self.key, range);
+                }
+                self.refill();
+            }
+            CodedMessage::RangeSent { range, last_seq } => {
+                if let Some(coded) = self.torrent.lock().coded.as_mut() {
+                    coded.range_sent(self.key, range, last_seq, now);
+                }
+            }
+            CodedMessage::Ack {
+                highest_seq,
+                received,
+            } => {
+                if let Some(pacer) = self.link.as_mut().and_then(|l| l.pacer.as_mut()) {
+                    pacer.on_ack(highest_seq, received, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Symbols to keep in flight from this peer: the same bandwidth-delay
+    /// budget as for blocks, in symbols.
+    fn symbol_budget(&self, t: u32) -> u32 {
+        (self.pipeline_target() as u32).saturating_mul(BLOCK_SIZE / t.max(1))
+    }
+
+    /// Asks the peer for more symbols: first for coded pieces in progress
+    /// that it has, then new pieces, and in endgame extra ranges on pieces
+    /// others are sending too (and plain pieces turned coded).
+    pub(crate) fn refill_coded(&mut self) {
+        let Some(link) = self.link.as_ref() else {
+            return;
+        };
+        let (t, delivery) = (link.t, link.delivery);
+        if self.torrent.verifying.load(Ordering::Acquire) >= MAX_VERIFY_BACKLOG {
+            return;
+        }
+        let target = self.symbol_budget(t);
+        let key = self.key;
+        let theirs = self.conn.peer_pieces.clone();
+        let mut ranges: Vec<SymbolRange> = Vec::new();
+        let mut decoded = Vec::new();
+        {
+            let mut guard = self.torrent.lock();
+            let st = &mut *guard;
+            if st.disk_error.is_some() {
+                return;
+            }
+            let Some(coded) = st.coded.as_mut() else {
+                return;
+            };
+            let mut budget = target.saturating_sub(coded.in_flight(key));
+            let mut started: Vec<u32> = coded.pieces().filter(|&p| theirs.has(p)).collect();
+            started.sort_unstable();
+            for piece in started {
+                if budget == 0 {
+                    break;
+                }
+                for r in coded.plan(key, piece, budget, false) {
+                    budget = budget.saturating_sub(r.count);
+                    ranges.push(r);
+                }
+            }
+            while budget > 0 {
+                let Some(piece) = st.picker.start_coded(&theirs) else {
+                    break;
+                };
+                if coded.start(piece).is_err() {
+                    st.picker.piece_abandoned(piece);
+                    break;
+                }
+                for r in coded.plan(key, piece, budget, false) {
+                    budget = budget.saturating_sub(r.count);
+                    ranges.push(r);
+                }
+            }
+            if budget > 0 && st.picker.is_endgame() {
+                // Plain pieces still missing blocks from legacy peers: their
+                // blocks so far become source symbols of a decoder, and this
+                // peer adds symbols for the rest.
+                for piece in st.picker.plain_partials(&theirs) {
+                    let Some(blocks) = st.picker.convert_to_coded(piece) else {
+                        continue;
+                    };
+                    if coded.start(piece).is_err() {
+                        continue;
+                    }
+                    for (begin, bytes, sender) in blocks {
+                        if let Received::Decoded(d) = coded.push_block(sender, piece, begin, &bytes)
+                        {
+                            decoded.push((piece, d));
+                        }
+                    }
+                }
+                let mut pieces: Vec<u32> = coded.pieces().filter(|&p| theirs.has(p)).collect();
+                pieces.sort_unstable();
+                for piece in pieces {
+                    if budget == 0 {
+                        break;
+                    }
+                    for r in coded.plan(key, piece, budget, true) {
+                        budget = budget.saturating_sub(r.count);
+                        ranges.push(r);
+                    }
+                }
+            }
+        }
+        for (piece, d) in decoded {
+            self.torrent.coded_decoded(piece, d);
+        }
+        for range in ranges {
+            self.send_coded(CodedMessage::SymbolRequest { range, delivery });
+        }
+    }
+
+    /// Symbols arrived (a SYMBOLS message or a datagram): into the decoder.
+    pub(crate) fn receive_symbols(
+        &mut self,
+        piece: u32,
+        first_esi: u32,
+        data: Bytes,
+        now: Instant,
+    ) -> Result<()> {
+        let Some(t) = self.link.as_ref().map(|l| l.t as usize) else {
+            return Ok(());
+        };
+        self.last_block = now;
+        self.torrent
+            .downloaded
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let mut useful = 0u64;
+        let mut unrequested = 0u32;
+        let (mut late, mut surplus) = (0u64, 0u64);
+        let mut ready = false;
+        let mut decoded = None;
+        {
+            let mut st = self.torrent.lock();
+            let Some(coded) = st.coded.as_mut() else {
+                return Ok(());
+            };
+            for (i, symbol) in data.chunks(t).enumerate() {
+                match coded.push(self.key, piece, first_esi + i as u32, symbol) {
+                    Received::Stored => useful += t as u64,
+                    Received::ReadyToDecode => {
+                        useful += t as u64;
+                        ready = true;
+                    }
+                    Received::Decoded(d) => {
+                        useful += t as u64;
+                        decoded = Some(d);
+                    }
+                    Received::Late => late += 1,
+                    Received::Surplus | Received::NotCoded => surplus += 1,
+                    Received::Unrequested => unrequested += 1,
+                }
+            }
+        }
+        self.counters
+            .down_coded
+            .fetch_add(useful, Ordering::Relaxed);
+        self.torrent
+            .received_coded
+            .fetch_add(useful, Ordering::Relaxed);
+        self.torrent
+            .wasted
+            .fetch_add(data.len() as u64 - useful, Ordering::Relaxed);
+        if let Some(link) = self.link.as_mut() {
+            link.late += late;
+            link.surplus += surplus;
+            link.unrequested += unrequested;
+            if link.unrequested > MAX_UNREQUESTED {
+                return Err(Violation::Coded(format!(
+                    "{} symbols never requested",
+                    link.unrequested
+                ))
+                .into());
+            }
+        }
+        if let Some(d) = decoded {
+            self.torrent.coded_decoded(piece, d);
+        } else if ready {
+            self.torrent.coded_ready(piece);
+        }
+        self.refill();
+        Ok(())
+    }
+
+    /// A legacy block of a piece received as symbols.
+    pub(crate) fn block_to_decoder(&mut self, block: BlockRef, data: &[u8]) {
+        let outcome = {
+            let mut st = self.torrent.lock();
+            let Some(coded) = st.coded.as_mut() else {
+                return;
+            };
+            coded.push_block(self.key, block.piece, block.begin, data)
+        };
+        match outcome {
+            Received::Decoded(d) => self.torrent.coded_decoded(block.piece, d),
+            Received::ReadyToDecode => self.torrent.coded_ready(block.piece),
+            _ => {}
+        }
+    }
+
+    /// A datagram arrived over QUIC.
+    pub(crate) fn on_datagram(&mut self, datagram: Bytes) -> Result<()> {
+        let Some(t) = self.link.as_ref().map(|l| l.t) else {
+            // Not coded yet: nothing to do with symbols.
+            return Ok(());
+        };
+        let frame = DatagramFrame::decode(&datagram, t, &Limits::DEFAULT)
+            .map_err(|e| Violation::Coded(e.to_string()))?;
+        if let Some(link) = self.link.as_mut() {
+            link.dg_received += frame.symbols.len() as u64;
+            let newer = link
+                .dg_highest
+                .is_none_or(|h| (frame.seq.wrapping_sub(h) as i32) > 0);
+            if newer {
+                link.dg_highest = Some(frame.seq);
+            }
+            // Acknowledge promptly once a good batch arrived.
+            if link.dg_received - link.dg_acked >= 64 * u64::from(t) {
+                self.send_ack();
+            }
+        }
+        self.receive_symbols(frame.piece, frame.esi, frame.symbols, Instant::now())
+    }
+
+    fn send_ack(&mut self) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let (Some(highest), received) = (link.dg_highest, link.dg_received) else {
+            return;
+        };
+        if received == link.dg_acked {
+            return;
+        }
+        link.dg_acked = received;
+        self.send_coded(CodedMessage::Ack {
+            highest_seq: highest,
+            received,
+        });
+    }
+
+    /// Every 10 ms: acknowledge datagrams, write off lost symbols, and ask
+    /// for replacements.
+    pub(crate) fn on_coded_tick(&mut self) {
+        self.send_ack();
+        if self
+            .link
+            .as_ref()
+            .is_none_or(|l| l.delivery != Delivery::Datagram)
+        {
+            return;
+        }
+        // A range is lost where it was overtaken by datagrams sent after
+        // it (datagrams queue in the receive buffer while the notice came
+        // on the stream, so a timer alone would write off symbols that are
+        // merely waiting); a long timer covers a sender that went quiet.
+        let highest = self.link.as_ref().and_then(|l| l.dg_highest);
+        let fallback = self
+            .rtt_estimate()
+            .saturating_mul(8)
+            .max(Duration::from_millis(500));
+        let touched = {
+            let mut st = self.torrent.lock();
+            st.coded.as_mut().map_or(Vec::new(), |c| {
+                c.expire(
+                    self.key,
+                    highest,
+                    REORDER_ALLOWANCE,
+                    Instant::now(),
+                    fallback,
+                )
+            })
+        };
+        if !touched.is_empty() {
+            self.refill();
+        }
+    }
+
+    fn rtt_estimate(&self) -> Duration {
+        self.rtt.get().unwrap_or(Duration::from_millis(20))
+    }
+}
+
+/// Opens a QUIC connection to a coded peer and runs the peer protocol over
+/// it; the TCP connection is replaced once it is up (see `register_peer`).
+/// If UDP is blocked the connect times out and the TCP connection stays.
+async fn upgrade_to_quic(
+    torrent: std::sync::Arc<crate::session::torrent::TorrentShared>,
+    endpoint: quinn::Endpoint,
+    target: SocketAddr,
+) {
+    let result = async {
+        let (conn, stream) = quic::connect(&endpoint, target).await?;
+        crate::session::peer::start_peer(torrent, stream, target, true, None, Some(conn))
+            .await?
+            .run()
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(peer = %target, "QUIC: {e:#}");
+    }
+}
