@@ -200,9 +200,22 @@ impl PeerTask {
                     ranges.push(r);
                 }
             }
+            // Plain pieces nobody works on (restarted after a failure) are
+            // ours to take; then new pieces.
+            let idle = st.picker.idle_plain_partials(&theirs);
+            let mut idle = idle.into_iter();
             while budget > 0 {
-                let Some(piece) = st.picker.start_coded(&theirs) else {
-                    break;
+                let piece = match idle.next() {
+                    Some(piece) => {
+                        if st.picker.convert_to_coded(piece).is_none() {
+                            continue;
+                        }
+                        piece
+                    }
+                    None => match st.picker.start_coded(&theirs) {
+                        Some(piece) => piece,
+                        None => break,
+                    },
                 };
                 if coded.start(piece).is_err() {
                     st.picker.piece_abandoned(piece);

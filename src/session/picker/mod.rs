@@ -304,6 +304,20 @@ impl Picker {
         Some(piece)
     }
 
+    /// Plain pieces that `theirs` has and nobody is working on (every block
+    /// missing, e.g. restarted after a hash failure): a coded peer may take
+    /// them over at any time.
+    pub fn idle_plain_partials(&self, theirs: &Bitfield) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .partial
+            .iter()
+            .filter(|(&p, part)| !part.coded && theirs.has(p) && part.blocks.iter().all(|b| matches!(b, Block::Missing)))
+            .map(|(&p, _)| p)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Plain pieces in progress that `theirs` has (a coded peer may join
     /// them in endgame).
     pub fn plain_partials(&self, theirs: &Bitfield) -> Vec<u32> {
