@@ -29,11 +29,24 @@ fn demo_swarm_completes_and_verifies_every_copy() {
     );
     let verified = text.lines().filter(|l| l.ends_with("verified")).count();
     assert_eq!(verified, 4, "seed and 3 leechers verified:\n{text}");
-    for i in 1..=3 {
-        let copy = dir.path().join(format!("leecher-{i}/demo.bin"));
-        assert_eq!(
-            std::fs::read(copy).unwrap(),
-            std::fs::read(dir.path().join("demo.bin")).unwrap()
-        );
+    let original = std::fs::read(dir.path().join("demo.bin")).unwrap();
+    for name in ["coded-1", "plain-2", "coded-3"] {
+        let copy = dir.path().join(name).join("demo.bin");
+        assert!(std::fs::read(copy).unwrap() == original, "{name} differs");
+        // Row: name kind time rate(2) plain(2) coded(2) uploaded(2) copy.
+        let row: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+            .split_whitespace()
+            .collect();
+        let got_coded = format!("{} {}", row[7], row[8]);
+        if name.starts_with("coded") {
+            assert_eq!(row[1], "coded");
+            assert_ne!(got_coded, "0 B", "{name} received no symbols:\n{text}");
+        } else {
+            assert_eq!(row[1], "plain");
+            assert_eq!(got_coded, "0 B", "{name} is plain:\n{text}");
+        }
     }
 }

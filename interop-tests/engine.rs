@@ -68,6 +68,8 @@ fn get(s: &Setup, saveas: &Path, ip: &str, port: u16, extra: &[String]) -> Comma
             &port.to_string(),
         ])
         .args(["--json", "--status-interval", "1"])
+        // These tests are about the plain engine; coded transfer has its own.
+        .args(["--coded", "off"])
         .args(extra)
         .env("RUST_LOG", "bitfountain=info");
     cmd

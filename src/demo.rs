@@ -1,5 +1,5 @@
 //! `bitfountain demo`: a whole swarm in one process on loopback — our
-//! tracker, a seed and several leechers — with live progress, a per-peer
+//! tracker, a seed, coded and plain leechers — with live progress, a per-peer
 //! table at the end, and every copy verified against the original.
 
 use std::io::IsTerminal;
@@ -13,7 +13,7 @@ use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use sha1::{Digest, Sha1};
 
 use crate::make::{make_torrent, parse_piece_size, MakeArgs};
-use crate::session::{Session, SessionConfig, TorrentHandle};
+use crate::session::{CodedMode, Session, SessionConfig, TorrentHandle};
 use crate::show::load_torrent;
 use crate::tracker::{Tracker, TrackerConfig};
 use crate::ui::{human_bytes, human_rate};
@@ -126,17 +126,15 @@ async fn run_async(args: &DemoArgs) -> Result<()> {
     let seed = start_member("seed", "seed", &meta, source.clone(), args.seed_rate).await?;
     members.push(seed);
     for i in 1..=args.leechers {
-        let saveas = dir.join(format!("leecher-{i}")).join("demo.bin");
-        members.push(
-            start_member(
-                &format!("leecher-{i}"),
-                "plain",
-                &meta,
-                saveas,
-                args.leecher_rate,
-            )
-            .await?,
-        );
+        // Odd leechers are coded, even ones plain: one swarm where coded
+        // peers exchange symbols with each other and blocks with the rest.
+        let (name, kind) = if i % 2 == 1 {
+            (format!("coded-{i}"), "coded")
+        } else {
+            (format!("plain-{i}"), "plain")
+        };
+        let saveas = dir.join(&name).join("demo.bin");
+        members.push(start_member(&name, kind, &meta, saveas, args.leecher_rate).await?);
     }
     let bars = Bars::new(&members, size);
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -195,6 +193,13 @@ async fn start_member(
         bind_ip: [127, 0, 0, 1].into(),
         port_range: (0, 0),
         max_upload_rate: upload_rate,
+        // The seed serves both kinds; a plain leecher behaves as a legacy
+        // client would (no bf_raptorq in its handshake).
+        coded: if kind == "plain" {
+            CodedMode::Off
+        } else {
+            CodedMode::Auto
+        },
         ..SessionConfig::default()
     };
     let session = Session::start(config).await?;

@@ -311,7 +311,11 @@ impl Picker {
         let mut v: Vec<u32> = self
             .partial
             .iter()
-            .filter(|(&p, part)| !part.coded && theirs.has(p) && part.blocks.iter().all(|b| matches!(b, Block::Missing)))
+            .filter(|(&p, part)| {
+                !part.coded
+                    && theirs.has(p)
+                    && part.blocks.iter().all(|b| matches!(b, Block::Missing))
+            })
             .map(|(&p, _)| p)
             .collect();
         v.sort_unstable();
