@@ -138,7 +138,7 @@ impl PeerTask {
     /// When the next datagram may go out, if any is waiting.
     pub(crate) fn datagrams_due(&self) -> Option<tokio::time::Instant> {
         let link = self.link.as_ref().filter(|l| l.has_datagrams())?;
-        let at = link.pacer.as_ref()?.next_send_time();
+        let at = link.pacer.as_ref()?.next_send_time(Instant::now());
         let at = match self.serve_resume_at {
             Some(limit) => tokio::time::Instant::from_std(at).max(limit),
             None => tokio::time::Instant::from_std(at),
@@ -161,7 +161,7 @@ impl PeerTask {
             let due = link
                 .pacer
                 .as_ref()
-                .is_some_and(|p| p.next_send_time() <= now);
+                .is_some_and(|p| p.next_send_time(now) <= now);
             if !due || !link.has_datagrams() || self.serve_resume_at.is_some() {
                 return Ok(());
             }

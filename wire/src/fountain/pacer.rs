@@ -11,7 +11,11 @@
 //! - takes a rising round trip — a queue filling — as the sign of
 //!   congestion, not loss, and drains it;
 //! - probes for more bandwidth now and then (gain 1.25 for one round trip,
-//!   then 0.75 to drain what the probe queued).
+//!   then 0.75 to drain what the probe queued);
+//! - keeps at most about two bandwidth-delay products unacknowledged, as
+//!   BBR caps its window: several flows sharing one bottleneck each
+//!   overestimate their share from noisy samples, and without a cap their
+//!   sum would keep the bottleneck's queue overflowing.
 //!
 //! Sans-IO: the caller reports sends and acknowledgements with the time, and
 //! asks when it may send next.
@@ -90,6 +94,18 @@ const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(2);
 const MAX_BURST: Duration = Duration::from_millis(2);
 /// How long the minimum round trip is remembered.
 const RTT_WINDOW: Duration = Duration::from_secs(10);
+/// How late the receiver's acknowledgements may be: it acknowledges on a
+/// timer, not per datagram.
+const ACK_DELAY: Duration = Duration::from_millis(12);
+/// Unacknowledged bytes allowed, in bandwidth-delay products.
+const WINDOW_GAIN: f64 = 1.5;
+/// Never fewer unacknowledged bytes than this (short paths, first round).
+const MIN_WINDOW: f64 = 64.0 * 1024.0;
+/// Without any acknowledgement for this long, what is in flight counts as
+/// lost and one more window may go (the acknowledgements may all be lost).
+const MIN_STALL: Duration = Duration::from_millis(200);
+/// How often a sender held back by the window looks again.
+const WINDOW_POLL: Duration = Duration::from_millis(1);
 
 /// Paces one connection's symbol datagrams.
 #[derive(Debug)]
@@ -100,6 +116,11 @@ pub struct DatagramPacer {
     /// measuring round) of recent datagrams, oldest first.
     sent: VecDeque<(u32, Instant, u64, bool)>,
     sent_bytes: u64,
+    /// Bytes sent up to the highest acknowledged datagram: everything
+    /// before it has arrived or is lost.
+    acked_upto: u64,
+    /// When the last acknowledgement (or stall write-off) happened.
+    last_ack_at: Instant,
     /// Reference point of the last delivery-rate sample: (ack time, send
     /// time of its highest sequence, bytes sent up to it, bytes received).
     last_ack: Option<(Instant, Instant, u64, u64)>,
@@ -121,6 +142,8 @@ impl DatagramPacer {
             next_seq: 0,
             sent: VecDeque::new(),
             sent_bytes: 0,
+            acked_upto: 0,
+            last_ack_at: now,
             last_ack: None,
             bw_samples: VecDeque::new(),
             min_rtt: None,
@@ -136,14 +159,50 @@ impl DatagramPacer {
         }
     }
 
-    /// When the next datagram may go out.
-    pub fn next_send_time(&self) -> Instant {
-        self.next_send
+    /// When the next datagram may go out, asked at `now`: on the pacing
+    /// schedule, or (while the window is full) a moment later, to look again
+    /// after acknowledgements have come in.
+    pub fn next_send_time(&self, now: Instant) -> Instant {
+        if self.window_open(now) {
+            self.next_send
+        } else {
+            self.next_send.max(now + WINDOW_POLL)
+        }
+    }
+
+    /// Bytes sent and not yet acknowledged (arrived or known lost).
+    pub fn in_flight(&self) -> u64 {
+        self.sent_bytes.saturating_sub(self.acked_upto)
+    }
+
+    /// Most unacknowledged bytes allowed now.
+    pub fn window(&self) -> f64 {
+        let bw = self.bottleneck();
+        let bw = if bw > 0.0 { bw } else { self.rate };
+        let rtt = self.round_trip().max(MIN_ROUND) + ACK_DELAY;
+        (WINDOW_GAIN * bw * rtt.as_secs_f64()).max(MIN_WINDOW)
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        (self.round_trip() * 4 + ACK_DELAY).max(MIN_STALL)
+    }
+
+    fn window_open(&self, now: Instant) -> bool {
+        (self.in_flight() as f64) < self.window()
+            || now.saturating_duration_since(self.last_ack_at) > self.stall_timeout()
     }
 
     /// Records a datagram of `bytes` sent at `now`; returns its sequence
     /// number (to put in the frame).
     pub fn on_send(&mut self, bytes: usize, now: Instant) -> u32 {
+        if (self.in_flight() as f64) >= self.window()
+            && now.saturating_duration_since(self.last_ack_at) > self.stall_timeout()
+        {
+            // No acknowledgement for a long time: write off what is in
+            // flight and start the timeout again (one window per timeout).
+            self.acked_upto = self.sent_bytes;
+            self.last_ack_at = now;
+        }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         self.sent_bytes += bytes as u64;
@@ -177,6 +236,8 @@ impl DatagramPacer {
         };
         let rtt = now.saturating_duration_since(sent_at);
         self.latest_rtt = Some(rtt);
+        self.acked_upto = self.acked_upto.max(sent_upto);
+        self.last_ack_at = now;
         let stale = self
             .min_rtt
             .is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
@@ -410,7 +471,7 @@ mod tests {
         let mut pending_acks: VecDeque<(Instant, u32, u64)> = VecDeque::new();
         while now < end {
             // Send whatever the pacer allows up to now.
-            while pacer.next_send_time() <= now {
+            while pacer.next_send_time(now) <= now {
                 let seq = pacer.on_send(size, now);
                 sent += 1;
                 if let Some(at) = link.send(size, now) {
@@ -437,6 +498,95 @@ mod tests {
         }
         let goodput = received as f64 / secs;
         (goodput, sent as f64 * size as f64 / received.max(1) as f64)
+    }
+
+    /// `flows` pacers sending into one bottleneck (a seed serving several
+    /// leechers over its uplink, or several senders into one downlink);
+    /// returns (total goodput bytes/s, bytes sent per byte delivered).
+    fn simulate_shared(
+        flows: usize,
+        rate_mbit: f64,
+        rtt_ms: u64,
+        loss: f64,
+        secs: f64,
+    ) -> (f64, f64) {
+        let start = Instant::now();
+        let rate = rate_mbit * 1e6 / 8.0;
+        let delay = Duration::from_millis(rtt_ms / 2);
+        let bdp = (rate * (rtt_ms as f64 / 1000.0)).max(150_000.0);
+        let mut link = Link {
+            rate,
+            queue_limit: bdp,
+            delay,
+            loss,
+            busy_until: start,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        };
+        let size = 1036;
+        let mut pacers: Vec<DatagramPacer> = (0..flows)
+            .map(|_| DatagramPacer::new(PacerConfig::default(), start))
+            .collect();
+        let mut arrivals: VecDeque<(Instant, usize, u32)> = VecDeque::new();
+        let mut received = vec![0u64; flows];
+        let mut highest = vec![0u32; flows];
+        let mut acks: VecDeque<(Instant, usize, u32, u64)> = VecDeque::new();
+        let (mut sent, mut next_ack, mut now) = (0u64, start, start);
+        let end = start + Duration::from_secs_f64(secs);
+        while now < end {
+            for (f, pacer) in pacers.iter_mut().enumerate() {
+                while pacer.next_send_time(now) <= now {
+                    let seq = pacer.on_send(size, now);
+                    sent += 1;
+                    if let Some(at) = link.send(size, now) {
+                        arrivals.push_back((at, f, seq));
+                    }
+                }
+            }
+            while arrivals.front().is_some_and(|(at, _, _)| *at <= now) {
+                let (_, f, seq) = arrivals.pop_front().unwrap();
+                received[f] += size as u64;
+                highest[f] = highest[f].max(seq);
+            }
+            if now >= next_ack {
+                for f in 0..flows {
+                    if received[f] > 0 {
+                        acks.push_back((now + delay, f, highest[f], received[f]));
+                    }
+                }
+                next_ack = now + Duration::from_millis(10);
+            }
+            while acks.front().is_some_and(|(at, _, _, _)| *at <= now) {
+                let (_, f, h, r) = acks.pop_front().unwrap();
+                pacers[f].on_ack(h, r, now);
+            }
+            now += Duration::from_micros(200);
+        }
+        let total: u64 = received.iter().sum();
+        (
+            total as f64 / secs,
+            sent as f64 * size as f64 / total.max(1) as f64,
+        )
+    }
+
+    #[test]
+    fn flows_sharing_a_bottleneck_do_not_flood_it() {
+        for (flows, rtt, loss) in [(2, 20, 0.01), (4, 20, 0.0), (4, 80, 0.05)] {
+            let (goodput, overhead) = simulate_shared(flows, 20.0, rtt, loss, 8.0);
+            eprintln!(
+                "{flows} flows rtt {rtt} loss {loss}: {:.1} Mbit/s, {overhead:.3} sent per delivered",
+                goodput * 8e-6
+            );
+            let link = 20e6 / 8.0;
+            assert!(
+                goodput > 0.8 * (1.0 - loss) * link,
+                "{flows} flows: goodput {:.1} Mbit/s",
+                goodput * 8e-6
+            );
+            assert!(
+                overhead < 1.15 / (1.0 - loss),
+                "{flows} flows rtt {rtt} loss {loss}: sent {overhead:.3} per delivered"
+            );
+        }
     }
 
     #[test]
