@@ -58,6 +58,9 @@ pub struct CodedLink {
     /// Highest datagram sequence they sent us, and payload bytes received
     /// by datagram (for our acknowledgements).
     pub dg_highest: Option<u32>,
+    /// When the highest datagram arrived, microseconds since `dg_epoch`.
+    pub dg_highest_us: u32,
+    pub dg_epoch: Instant,
     pub dg_received: u64,
     pub dg_acked: u64,
     /// Symbols they sent that we never asked for.
@@ -89,6 +92,8 @@ impl CodedLink {
             serving_symbols: 0,
             pacer,
             dg_highest: None,
+            dg_highest_us: 0,
+            dg_epoch: now,
             dg_received: 0,
             dg_acked: 0,
             unrequested: 0,

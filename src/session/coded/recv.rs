@@ -148,9 +148,10 @@ impl PeerTask {
             CodedMessage::Ack {
                 highest_seq,
                 received,
+                receive_us,
             } => {
                 if let Some(pacer) = self.link.as_mut().and_then(|l| l.pacer.as_mut()) {
-                    pacer.on_ack(highest_seq, received, now);
+                    pacer.on_ack(highest_seq, received, receive_us, now);
                 }
             }
         }
@@ -368,6 +369,8 @@ impl PeerTask {
                 .is_none_or(|h| (frame.seq.wrapping_sub(h) as i32) > 0);
             if newer {
                 link.dg_highest = Some(frame.seq);
+                // Microseconds on our clock, wrapping: only differences count.
+                link.dg_highest_us = link.dg_epoch.elapsed().as_micros() as u32;
             }
             // Acknowledge promptly once a good batch arrived.
             if link.dg_received - link.dg_acked >= 64 * u64::from(t) {
@@ -388,9 +391,11 @@ impl PeerTask {
             return;
         }
         link.dg_acked = received;
+        let receive_us = link.dg_highest_us;
         self.send_coded(CodedMessage::Ack {
             highest_seq: highest,
             received,
+            receive_us,
         });
     }
 

@@ -117,9 +117,16 @@ pub enum CodedMessage {
     /// with sequence number `last_seq`: once later datagrams have arrived,
     /// what has not is lost.
     RangeSent { range: SymbolRange, last_seq: u32 },
-    /// Datagram acknowledgement: the highest sequence number seen and the
-    /// symbol payload bytes received by datagram so far.
-    Ack { highest_seq: u32, received: u64 },
+    /// Datagram acknowledgement: the highest sequence number seen, the
+    /// symbol payload bytes received by datagram so far, and when (on the
+    /// receiver's own clock, microseconds, wrapping) the highest arrived.
+    /// The sender measures the delivery rate on the receiver's clock, since
+    /// acknowledgements bunch up on the way back.
+    Ack {
+        highest_seq: u32,
+        received: u64,
+        receive_us: u32,
+    },
 }
 
 /// Why a coded message or datagram was refused. Every one is the sender's
@@ -260,11 +267,12 @@ impl CodedMessage {
                 CodedMessage::PieceDone { piece: b.get_u32() }
             }
             ACK => {
-                need(kind, body, 12)?;
+                need(kind, body, 16)?;
                 let mut b = body;
                 CodedMessage::Ack {
                     highest_seq: b.get_u32(),
                     received: b.get_u64(),
+                    receive_us: b.get_u32(),
                 }
             }
             other => return Err(FountainError::UnknownType(other)),
@@ -315,10 +323,12 @@ impl CodedMessage {
             CodedMessage::Ack {
                 highest_seq,
                 received,
+                receive_us,
             } => {
                 out.put_u8(ACK);
                 out.put_u32(*highest_seq);
                 out.put_u64(*received);
+                out.put_u32(*receive_us);
             }
         }
         out.freeze()

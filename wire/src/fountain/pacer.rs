@@ -122,8 +122,9 @@ pub struct DatagramPacer {
     /// When the last acknowledgement (or stall write-off) happened.
     last_ack_at: Instant,
     /// Reference point of the last delivery-rate sample: (ack time, send
-    /// time of its highest sequence, bytes sent up to it, bytes received).
-    last_ack: Option<(Instant, Instant, u64, u64)>,
+    /// time of its highest sequence, receiver's clock when it arrived, bytes
+    /// sent up to it, bytes received).
+    last_ack: Option<(Instant, Instant, u32, u64, u64)>,
     /// Delivery-rate samples (time, bytes/s) within the window.
     bw_samples: VecDeque<(Instant, f64)>,
     min_rtt: Option<(Duration, Instant)>,
@@ -221,9 +222,11 @@ impl DatagramPacer {
     }
 
     /// Handles an acknowledgement: the highest sequence number the receiver
-    /// has seen and how many payload bytes it received by datagram in total
-    /// (the sender counts the same payload bytes in [`Self::on_send`]).
-    pub fn on_ack(&mut self, highest_seq: u32, received: u64, now: Instant) {
+    /// has seen, how many payload bytes it received by datagram in total
+    /// (the sender counts the same payload bytes in [`Self::on_send`]), and
+    /// when the highest arrived on the receiver's clock (microseconds,
+    /// wrapping).
+    pub fn on_ack(&mut self, highest_seq: u32, received: u64, receive_us: u32, now: Instant) {
         if received == 0 {
             // Nothing arrived yet: `highest_seq` means nothing.
             return;
@@ -253,13 +256,17 @@ impl DatagramPacer {
             self.sent.pop_front();
         }
         let mut take_sample = true;
-        if let Some((at, prev_sent_at, prev_upto, prev_received)) = self.last_ack {
-            // Acknowledgements bunch up on the way back; measuring over the
-            // longer of the ack interval and the send interval keeps a burst
-            // of acks from looking like a huge delivery rate (as BBR does).
+        if let Some((at, prev_sent_at, prev_receive_us, prev_upto, prev_received)) = self.last_ack {
+            // Acknowledgements bunch up on the way back, and a sender's burst
+            // can be short too: only the receiver's clock says how fast the
+            // bytes really arrived. The longest of the three intervals keeps
+            // any compression from looking like a huge delivery rate.
+            let on_receiver =
+                Duration::from_micros(u64::from(receive_us.wrapping_sub(prev_receive_us)));
             let interval = now
                 .saturating_duration_since(at)
-                .max(sent_at.saturating_duration_since(prev_sent_at));
+                .max(sent_at.saturating_duration_since(prev_sent_at))
+                .max(on_receiver);
             let got = received.saturating_sub(prev_received);
             let sent = sent_upto.saturating_sub(prev_upto);
             if interval < MIN_SAMPLE_INTERVAL {
@@ -279,7 +286,7 @@ impl DatagramPacer {
             }
         }
         if take_sample {
-            self.last_ack = Some((now, sent_at, sent_upto, received));
+            self.last_ack = Some((now, sent_at, receive_us, sent_upto, received));
         }
         let window = self
             .round_trip()
@@ -468,7 +475,8 @@ mod tests {
         let mut next_ack = start;
         let mut now = start;
         let end = start + Duration::from_secs_f64(secs);
-        let mut pending_acks: VecDeque<(Instant, u32, u64)> = VecDeque::new();
+        let mut pending_acks: VecDeque<(Instant, u32, u64, u32)> = VecDeque::new();
+        let mut highest_us = 0u32;
         while now < end {
             // Send whatever the pacer allows up to now.
             while pacer.next_send_time(now) <= now {
@@ -483,16 +491,17 @@ mod tests {
                 let (_, seq) = arrivals.pop_front().unwrap();
                 received += size as u64;
                 highest = highest.max(seq);
+                highest_us = (now - start).as_micros() as u32;
             }
             if now >= next_ack && received > 0 {
-                pending_acks.push_back((now + delay, highest, received));
+                pending_acks.push_back((now + delay, highest, received, highest_us));
                 next_ack = now + Duration::from_millis(5);
             }
             let release =
                 bunch.is_zero() || (now - start).as_micros() % bunch.as_micros().max(1) < 200;
-            while release && pending_acks.front().is_some_and(|(at, _, _)| *at <= now) {
-                let (_, h, r) = pending_acks.pop_front().unwrap();
-                pacer.on_ack(h, r, now);
+            while release && pending_acks.front().is_some_and(|(at, _, _, _)| *at <= now) {
+                let (_, h, r, us) = pending_acks.pop_front().unwrap();
+                pacer.on_ack(h, r, us, now);
             }
             now += Duration::from_micros(200);
         }
@@ -529,7 +538,8 @@ mod tests {
         let mut arrivals: VecDeque<(Instant, usize, u32)> = VecDeque::new();
         let mut received = vec![0u64; flows];
         let mut highest = vec![0u32; flows];
-        let mut acks: VecDeque<(Instant, usize, u32, u64)> = VecDeque::new();
+        let mut highest_us = vec![0u32; flows];
+        let mut acks: VecDeque<(Instant, usize, u32, u64, u32)> = VecDeque::new();
         let (mut sent, mut next_ack, mut now) = (0u64, start, start);
         let end = start + Duration::from_secs_f64(secs);
         while now < end {
@@ -546,18 +556,19 @@ mod tests {
                 let (_, f, seq) = arrivals.pop_front().unwrap();
                 received[f] += size as u64;
                 highest[f] = highest[f].max(seq);
+                highest_us[f] = (now - start).as_micros() as u32;
             }
             if now >= next_ack {
                 for f in 0..flows {
                     if received[f] > 0 {
-                        acks.push_back((now + delay, f, highest[f], received[f]));
+                        acks.push_back((now + delay, f, highest[f], received[f], highest_us[f]));
                     }
                 }
                 next_ack = now + Duration::from_millis(10);
             }
-            while acks.front().is_some_and(|(at, _, _, _)| *at <= now) {
-                let (_, f, h, r) = acks.pop_front().unwrap();
-                pacers[f].on_ack(h, r, now);
+            while acks.front().is_some_and(|(at, _, _, _, _)| *at <= now) {
+                let (_, f, h, r, us) = acks.pop_front().unwrap();
+                pacers[f].on_ack(h, r, us, now);
             }
             now += Duration::from_micros(200);
         }

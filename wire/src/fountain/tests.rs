@@ -33,6 +33,7 @@ fn all() -> Vec<CodedMessage> {
         CodedMessage::Ack {
             highest_seq: u32::MAX,
             received: 1 << 40,
+            receive_us: 7,
         },
     ]
 }
