@@ -42,6 +42,7 @@ pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
         .map_err(|e| anyhow!("QUIC endpoint config: {e}"))?;
     let socket =
         std::net::UdpSocket::bind(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
+    enlarge_buffers(&socket);
     let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime for QUIC"))?;
     let mut endpoint = Endpoint::new(
         endpoint_config,
@@ -53,6 +54,25 @@ pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
     endpoint.set_default_client_config(client_config(provider)?);
     Ok(endpoint)
 }
+
+/// Symbols arrive in bursts of large datagrams: the default socket buffer
+/// (about 200 KiB) holds three 64 KiB datagrams, and every burst the
+/// endpoint task does not drain at once would be lost in the kernel. The
+/// kernel caps the request at `net.core.rmem_max` / `wmem_max`.
+fn enlarge_buffers(socket: &std::net::UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    for (what, result) in [
+        ("receive", socket.set_recv_buffer_size(SOCKET_BUFFER)),
+        ("send", socket.set_send_buffer_size(SOCKET_BUFFER)),
+    ] {
+        if let Err(e) = result {
+            tracing::debug!("cannot enlarge the UDP {what} buffer: {e}");
+        }
+    }
+}
+
+/// Requested UDP socket buffer size.
+const SOCKET_BUFFER: usize = 16 << 20;
 
 fn transport_config() -> TransportConfig {
     let mut t = TransportConfig::default();

@@ -190,6 +190,11 @@ impl PeerTask {
                 return;
             };
             let mut budget = target.saturating_sub(coded.in_flight(key));
+            // Ask in batches: a request per arriving symbol would cost a
+            // message per symbol and cut ranges into one-symbol datagrams.
+            if budget < (target / 4).max(1) {
+                return;
+            }
             let mut started: Vec<u32> = coded.pieces().filter(|&p| theirs.has(p)).collect();
             started.sort_unstable();
             for piece in started {
@@ -303,7 +308,11 @@ impl PeerTask {
                         decoded = Some(d);
                     }
                     Received::Late => late += 1,
-                    Received::Surplus | Received::NotCoded => surplus += 1,
+                    Received::Surplus => surplus += 1,
+                    Received::NotCoded => {
+                        tracing::trace!(piece, "symbol for a piece no longer coded");
+                        surplus += 1
+                    }
                     Received::Unrequested => unrequested += 1,
                 }
             }

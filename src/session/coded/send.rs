@@ -166,10 +166,15 @@ impl PeerTask {
                 return Ok(());
             }
             // As many symbols as the path's datagram size allows.
-            let room = conn
-                .max_datagram_size()
-                .unwrap_or(1200)
-                .saturating_sub(DATAGRAM_HEADER);
+            let max_datagram = conn.max_datagram_size().unwrap_or(1200);
+            if conn.datagram_send_buffer_space() < max_datagram {
+                // quinn drops the oldest queued datagram when its buffer is
+                // full: a loss we would cause ourselves. Look again shortly.
+                self.serve_resume_at =
+                    Some(tokio::time::Instant::now() + std::time::Duration::from_millis(1));
+                return Ok(());
+            }
+            let room = max_datagram.saturating_sub(DATAGRAM_HEADER);
             let per_datagram = ((room / t as usize) as u32).clamp(1, 255);
             let Some((range, finished)) = self.take_next(Delivery::Datagram, per_datagram) else {
                 return Ok(());
@@ -194,7 +199,9 @@ impl PeerTask {
             match conn.send_datagram(dg.freeze()) {
                 Ok(()) => {}
                 // The path shrank: what did not fit counts as lost.
-                Err(quinn::SendDatagramError::TooLarge) => {}
+                Err(quinn::SendDatagramError::TooLarge) => {
+                    tracing::trace!(len = symbols.len(), "datagram too large for the path");
+                }
                 Err(e) => return Err(e).context("QUIC datagram"),
             }
             self.account_upload(symbols.len() as u64);

@@ -251,6 +251,7 @@ impl CodedState {
                 p.next_repair += count;
             }
         }
+        tracing::trace!(piece, loss, need, endgame, ?out, "symbols requested");
         for range in &out {
             p.open.push(Assignment {
                 peer,
@@ -281,6 +282,7 @@ impl CodedState {
         };
         a.arrived += 1;
         let Some(decoder) = p.decoder.as_mut() else {
+            tracing::trace!(piece, esi, "symbol while the piece is being decoded");
             return Received::Surplus;
         };
         match decoder.push(esi, symbol, SenderId(peer)) {
@@ -351,6 +353,12 @@ impl CodedState {
                     highest_seq.is_some_and(|h| (h.wrapping_sub(last_seq) as i32) > reorder as i32);
                 let expired =
                     a.outstanding() == 0 || overtaken || now.duration_since(at) >= fallback;
+                if expired && a.outstanding() > 0 {
+                    tracing::trace!(
+                        piece, ?a.range, arrived = a.arrived, last_seq, ?highest_seq,
+                        overtaken, "symbols written off"
+                    );
+                }
                 if expired && a.range.count > 0 {
                     samples.push((
                         f64::from(a.outstanding()) / f64::from(a.range.count),
