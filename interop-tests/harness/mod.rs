@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod evil;
+pub mod evil_coded;
 pub mod netns;
 
 use std::path::{Path, PathBuf};

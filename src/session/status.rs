@@ -42,6 +42,8 @@ pub struct PeerStatus {
     /// Payload received from this peer as coded symbols.
     pub downloaded_coded: u64,
     pub uploaded: u64,
+    /// Extended messages sent to this peer, the extended handshake aside.
+    pub extended_sent: u64,
     pub pieces: u32,
     pub interested: bool,
     pub choked: bool,

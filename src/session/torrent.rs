@@ -59,6 +59,9 @@ pub struct PeerCounters {
     /// Payload received as coded symbols.
     pub down_coded: AtomicU64,
     pub up: AtomicU64,
+    /// Extended messages sent other than the extended handshake: a legacy
+    /// peer must see none it did not negotiate.
+    pub extended_sent: AtomicU64,
 }
 
 impl PeerCounters {
@@ -547,6 +550,7 @@ impl TorrentShared {
                 downloaded_plain: p.counters.down_plain.load(Ordering::Relaxed),
                 downloaded_coded: p.counters.down_coded.load(Ordering::Relaxed),
                 uploaded: p.counters.up.load(Ordering::Relaxed),
+                extended_sent: p.counters.extended_sent.load(Ordering::Relaxed),
                 pieces: p.pieces.count(),
                 interested: p.interested,
                 choked: p.choked,

@@ -52,6 +52,7 @@ impl PeerTask {
     /// both speak it with this torrent's symbol size, and move to QUIC when
     /// we can.
     pub(crate) fn on_extended_handshake(&mut self, hs: &ExtendedHandshake) -> Result<()> {
+        self.ext_wait_until = None;
         let mode = self.torrent.config.coded;
         let ours = self.coded_caps().is_some();
         let t = self.torrent.lock().coded.as_ref().map(|c| c.t());

@@ -31,6 +31,7 @@ use super::coded::link::CodedLink;
 use super::picker::{BlockOutcome, PeerKey};
 use super::rate::RateMeter;
 use super::torrent::{PeerCmd, PeerCounters, PeerEntry, TorrentShared, MAX_VERIFY_BACKLOG};
+use super::CodedMode;
 
 /// Time allowed for the handshake (a peer that connects and says nothing
 /// is dropped after this).
@@ -45,6 +46,9 @@ const PIPELINE_MARGIN: usize = 64;
 const SNUB_AFTER: Duration = Duration::from_secs(45);
 /// What we advertise as `reqq` and accept (Limits::max_queued_requests).
 const OUR_REQQ: u32 = 2000;
+/// How long to wait for the extended handshake of a peer that set the
+/// BEP 10 bit before treating it as legacy.
+const EXT_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 
 /// Reads the 68-byte handshake from a fresh connection.
 pub async fn read_handshake<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Handshake> {
@@ -184,6 +188,11 @@ where
         outgoing,
         quic,
         link: None,
+        // A peer that speaks BEP 10 sends its extended handshake first
+        // thing: wait for it (briefly) before asking for blocks, or a coded
+        // peer would be fetched from as a legacy one until it arrived.
+        ext_wait_until: (extended && torrent.config.coded != CodedMode::Off)
+            .then(|| now + EXT_HANDSHAKE_WAIT),
     };
     Ok(StartedPeer { task, rd, rx })
 }
@@ -191,6 +200,9 @@ where
 /// The state of one connection's task (the coded parts live in
 /// `session::coded`).
 pub(crate) struct PeerTask {
+    /// Until the peer's extended handshake arrives (or this passes), no
+    /// block requests.
+    pub(crate) ext_wait_until: Option<Instant>,
     pub(crate) torrent: Arc<TorrentShared>,
     pub(crate) key: PeerKey,
     pub(crate) addr: SocketAddr,
@@ -276,6 +288,9 @@ impl PeerTask {
     }
 
     pub(crate) fn send(&mut self, msg: Message) {
+        if matches!(msg, Message::Extended { id, .. } if id != 0) {
+            self.counters.extended_sent.fetch_add(1, Ordering::Relaxed);
+        }
         self.conn.sent(Instant::now());
         self.writer.send(msg.to_bytes());
     }
@@ -388,6 +403,7 @@ impl PeerTask {
                     }
                 }
                 self.on_extended_handshake(&hs)?;
+                self.refill();
             }
         }
         Ok(())
@@ -480,6 +496,10 @@ impl PeerTask {
 
     fn on_tick(&mut self) -> Result<()> {
         let now = Instant::now();
+        if self.ext_wait_until.is_some_and(|until| now >= until) {
+            // No extended handshake came: a legacy peer after all.
+            self.refill();
+        }
         self.meter.sample(self.counters.down_total(), now);
         if let Some(quic) = &self.quic {
             // Round trips for pipeline sizing: QUIC measures them for us.
@@ -541,6 +561,12 @@ impl PeerTask {
     pub(crate) fn refill(&mut self) {
         if self.conn.peer_choking || !self.conn.am_interested {
             return;
+        }
+        if let Some(until) = self.ext_wait_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.ext_wait_until = None;
         }
         if self.link.is_some() {
             self.refill_coded();
