@@ -3,6 +3,7 @@
 aria2 and Transmission, measured in the same run.
 
     sudo benches/transfer_bench.py [--size-mib 1024] [--runs 3] [--pairs all]
+    sudo benches/transfer_bench.py --coded    # our plain TCP vs coded QUIC vs coded TCP
 
 A 1 GiB random file with 1 MiB pieces lives on tmpfs. Every pair runs in a
 network namespace the script creates (Transmission refuses 127.x peers),
@@ -29,6 +30,13 @@ BIN = os.path.join(TOP, "target", "release", "bitfountain")
 LT = os.path.join(TOP, "interop-tests", "harness", "lt_client.py")
 NS = f"bf-xfer-{os.getpid()}"
 TRACKER, SEED, LEECH = "198.18.0.1", "198.18.0.2", "198.18.0.3"
+# Our leecher's variants: plain BitTorrent over TCP, and coded transfer
+# with our seed (which serves both) over QUIC datagrams or the TCP link.
+OUR_LEECHERS = {
+    "bitfountain": ["--coded", "off"],
+    "bf-coded-quic": ["--coded", "only", "--coded-transport", "quic"],
+    "bf-coded-tcp": ["--coded", "only", "--coded-transport", "tcp"],
+}
 
 
 def sh(*args, **kw):
@@ -141,9 +149,9 @@ def run_leecher(kind, work, torrent):
         elapsed = time.time() - start
         t.stop()
         return elapsed, None
-    if kind == "bitfountain":
+    if kind in OUR_LEECHERS:
         args = [BIN, "get", torrent, "--saveas", os.path.join(dest, "data.bin"), "--bind", LEECH,
-                "--minport", "6881", "--maxport", "6881", "--exit-on-complete"]
+                "--minport", "6881", "--maxport", "6881", "--exit-on-complete", *OUR_LEECHERS[kind]]
     elif kind == "libtorrent":
         args = ["/usr/bin/python3", LT, "leech", torrent, dest, f"{LEECH}:6881"]
     elif kind == "aria2":
@@ -166,6 +174,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--coded", action="store_true",
+                    help="our seed -> our leecher: plain TCP, coded over QUIC, coded over TCP")
     ap.add_argument("--pairs", default="all",
                     help="comma-separated seed>leecher pairs, e.g. bitfountain>bitfountain,libtorrent>libtorrent")
     args = ap.parse_args()
@@ -175,6 +185,8 @@ def main():
     clients = ["bitfountain", "libtorrent", "aria2", "transmission"]
     pairs = ([("bitfountain", "bitfountain"), ("libtorrent", "libtorrent")]
              + [(c, "bitfountain") for c in clients[1:]] + [("bitfountain", c) for c in clients[1:]])
+    if args.coded:
+        pairs = [("bitfountain", k) for k in OUR_LEECHERS]
     if args.pairs != "all":
         pairs = [tuple(p.split(">")) for p in args.pairs.split(",")]
 
@@ -195,7 +207,7 @@ def main():
         sh(BIN, "make", data, f"http://{TRACKER}:6969/announce", "--piece-size", "1M", "-o", torrent,
            stdout=subprocess.DEVNULL)
         tracker = spawn([BIN, "track", "--bind", TRACKER, "--port", "6969", "--interval", "30",
-                         "--no-access-log"], stdout=subprocess.DEVNULL)
+                         "--no-access-log", "--kenosis", "0"], stdout=subprocess.DEVNULL)
         procs.append(tracker)
         wait_port(TRACKER, 6969)
         results = {p: [] for p in pairs}
@@ -212,10 +224,10 @@ def main():
                 print(f"run {run + 1}: {seed_kind} -> {leech_kind}: {secs:.2f} s"
                       + (f", leecher peak RSS {rss:.0f} MiB" if rss else ""), file=sys.stderr, flush=True)
         size = args.size_mib
-        ref = statistics.median(s for s, _ in results[("libtorrent", "libtorrent")]) \
-            if ("libtorrent", "libtorrent") in results else None
+        ref_pair = ("bitfountain", "bitfountain") if args.coded else ("libtorrent", "libtorrent")
+        ref = statistics.median(s for s, _ in results[ref_pair]) if ref_pair in results else None
         print(f"\n{size} MiB, 1 MiB pieces, tmpfs, one seed -> one leecher, median of {args.runs}\n")
-        print("| seed -> leecher | median s | MiB/s | vs libtorrent -> libtorrent | leecher peak RSS MiB |")
+        print(f"| seed -> leecher | median s | MiB/s | vs {ref_pair[0]} -> {ref_pair[1]} | leecher peak RSS MiB |")
         print("|---|---|---|---|---|")
         for (s_kind, l_kind), rows in results.items():
             secs = statistics.median(s for s, _ in rows)

@@ -86,8 +86,8 @@ fn our_torrents_are_read_identically_by_transmission_and_libtorrent() {
     sample_tree(root);
     write_random_file(&root.join("single.iso"), 1_000_003, 9);
 
-    for (path, extra) in [
-        ("single.iso", vec!["--piece-size", "64K"]),
+    for (path, extra, out) in [
+        ("single.iso", vec!["--piece-size", "64K"], "single.iso"),
         (
             "album",
             vec![
@@ -96,9 +96,17 @@ fn our_torrents_are_read_identically_by_transmission_and_libtorrent() {
                 "--comment",
                 "interop",
             ],
+            "album",
+        ),
+        // An outer code's `bf` dictionary inside `info`: legacy clients
+        // must read the torrent all the same, with the same info-hash.
+        (
+            "single.iso",
+            vec!["--piece-size", "16K", "--repair", "10"],
+            "repair",
         ),
     ] {
-        let torrent = root.join(format!("{path}.torrent"));
+        let torrent = root.join(format!("{out}.torrent"));
         run_ok(
             bitfountain()
                 .arg("make")
@@ -109,6 +117,11 @@ fn our_torrents_are_read_identically_by_transmission_and_libtorrent() {
                 .arg(&torrent),
         );
         let ours = show_json(&torrent);
+        assert_eq!(
+            ours["repair_pieces"].as_u64().unwrap() > 0,
+            out == "repair",
+            "{out}: {ours}"
+        );
         let lt = libtorrent_json(LIBTORRENT_INFO, &[torrent.to_str().unwrap()]);
         let hash = ours["info_hash"].as_str().unwrap();
         assert_eq!(

@@ -175,6 +175,7 @@ fn make_args(source: &Path, output: &Path, url: String) -> MakeArgs {
         piece_size: parse_piece_size("256K").ok(),
         comment: Some("bitfountain demo".into()),
         private: false,
+        repair: 0,
         output: Some(output.to_path_buf()),
         kenosis_zone: "bt.kenosisp2p.org".into(),
         kenosis_port: 6969,

@@ -25,6 +25,8 @@ struct ShowJson<'a> {
     total_length: u64,
     piece_length: u32,
     piece_count: u32,
+    /// Repair pieces of the outer code (`bf`), 0 without one.
+    repair_pieces: u32,
     private: bool,
     single_file: bool,
     files: Vec<FileJson>,
@@ -68,6 +70,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
             total_length: info.total_length(),
             piece_length: info.geometry.piece_length(),
             piece_count: info.piece_count(),
+            repair_pieces: info.outer.as_ref().map_or(0, |o| o.repair_count()),
             private: info.private,
             single_file: info.single_file,
             files: info
@@ -98,6 +101,13 @@ pub fn run(args: &ShowArgs) -> Result<()> {
         info.piece_count(),
         human_bytes(u64::from(info.geometry.piece_length()))
     );
+    if let Some(outer) = &info.outer {
+        println!(
+            "outer code: {} repair pieces (T = {})",
+            outer.repair_count(),
+            outer.symbol_size
+        );
+    }
     if info.private {
         println!("private:    yes");
     }

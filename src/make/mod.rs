@@ -1,6 +1,7 @@
 //! `bitfountain make`: writes a .torrent for a file or a folder, as the
 //! seeds' `btmakemetafile` / `maketorrent-console` did.
 
+mod repair;
 mod walk;
 
 pub use walk::{collect, is_published, SourceFile};
@@ -53,6 +54,14 @@ pub struct MakeArgs {
     #[arg(long)]
     pub private: bool,
 
+    /// Add an outer code: repair pieces (about PERCENT% of the piece count,
+    /// plus a few) that let coded peers rebuild pieces nobody has any more.
+    /// Only their BLAKE3 hashes go into the torrent (a `bf` dictionary in
+    /// `info`, which legacy clients ignore).
+    #[arg(long, default_value_t = 0, value_name = "PERCENT",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub repair: u32,
+
     /// Where to write the torrent. Default: PATH.torrent.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
@@ -79,6 +88,8 @@ pub struct MadeTorrent {
     pub total_length: u64,
     pub piece_length: u32,
     pub piece_count: u32,
+    /// Repair pieces of the outer code (0 without `--repair`).
+    pub repair_pieces: u32,
     pub files: usize,
     pub announce: String,
 }
@@ -126,6 +137,9 @@ pub fn run(args: &MakeArgs) -> Result<()> {
             human_bytes(u64::from(made.piece_length)),
             made.info_hash
         );
+        if made.repair_pieces > 0 {
+            println!("outer code: {} repair pieces", made.repair_pieces);
+        }
         println!("announce: {}", made.announce);
     }
     Ok(())
@@ -184,6 +198,16 @@ pub fn make_torrent(args: &MakeArgs, show_progress: bool) -> Result<MadeTorrent>
     let all: Vec<u32> = (0..geometry.piece_count()).collect();
     let pieces = hash_pieces(&reader, geometry, &all, |done| progress.set(done))?;
     progress.finish();
+    let outer = if args.repair > 0 {
+        Some(repair::outer_info(
+            &reader,
+            geometry,
+            args.repair,
+            show_progress,
+        )?)
+    } else {
+        None
+    };
 
     let announce = if kenosis {
         let key = wire::ids::hex40(&hash_content(&reader)?);
@@ -199,7 +223,15 @@ pub fn make_torrent(args: &MakeArgs, show_progress: bool) -> Result<MadeTorrent>
     tiers.extend(extra_tiers);
     let announce_list: &[Vec<String>] = if tiers.len() > 1 { &tiers } else { &[] };
 
-    let info = build_info(&name, piece_length, &pieces, &files, single, args.private);
+    let info = build_info(
+        &name,
+        piece_length,
+        &pieces,
+        &files,
+        single,
+        args.private,
+        outer.as_ref(),
+    );
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -229,6 +261,7 @@ pub fn make_torrent(args: &MakeArgs, show_progress: bool) -> Result<MadeTorrent>
         total_length: total,
         piece_length,
         piece_count: meta.info.piece_count(),
+        repair_pieces: outer.as_ref().map_or(0, |o| o.repair_count()),
         files: files.len(),
         announce,
     })
@@ -241,6 +274,7 @@ fn build_info(
     files: &[SourceFile],
     single: bool,
     private: bool,
+    outer: Option<&wire::OuterInfo>,
 ) -> OwnedValue {
     let mut entries: Vec<(&str, OwnedValue)> = vec![
         ("name", OwnedValue::bytes(name)),
@@ -267,6 +301,9 @@ fn build_info(
     }
     if private {
         entries.push(("private", OwnedValue::Int(1)));
+    }
+    if let Some(outer) = outer {
+        entries.push(("bf", outer.to_bencode()));
     }
     OwnedValue::dict(entries)
 }

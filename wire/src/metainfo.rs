@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::bencode::{self, BencodeError, Node, OwnedValue};
 use crate::geometry::PieceGeometry;
 use crate::ids::InfoHash;
+use crate::outer_info::{OuterInfo, OuterInfoError};
 use crate::path::{PathError, SafeRelPath};
 use crate::Limits;
 
@@ -45,6 +46,8 @@ pub struct Info {
     pub single_file: bool,
     /// Files in torrent order with their offsets in the piece space.
     pub files: Vec<FileEntry>,
+    /// bitfountain's outer code (`bf`), when the torrent has repair pieces.
+    pub outer: Option<OuterInfo>,
 }
 
 /// One file of a torrent, mapped onto the concatenated piece space.
@@ -110,6 +113,8 @@ pub enum MetainfoError {
     DuplicatePath(String),
     #[error("{0:?} is both a file and a folder")]
     PathConflict(String),
+    #[error(transparent)]
+    Outer(#[from] OuterInfoError),
 }
 
 impl Metainfo {
@@ -294,6 +299,11 @@ impl Info {
             .filter_map(|c| <[u8; 20]>::try_from(c).ok())
             .collect();
         let private = matches!(node.get(b"private").and_then(Node::as_int), Some(1));
+        // As many repair pieces as pieces at most: more would not help.
+        let outer = node
+            .get(b"bf")
+            .map(|bf| OuterInfo::parse(bf, geometry.piece_count()))
+            .transpose()?;
 
         Ok(Info {
             info_hash: InfoHash(Sha1::digest(node.raw).into()),
@@ -304,6 +314,7 @@ impl Info {
             private,
             single_file,
             files,
+            outer,
         })
     }
 
