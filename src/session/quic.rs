@@ -61,9 +61,24 @@ pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
 /// kernel caps the request at `net.core.rmem_max` / `wmem_max`.
 fn enlarge_buffers(socket: &std::net::UdpSocket) {
     let socket = socket2::SockRef::from(socket);
+    force_buffers(&socket);
     for (what, result) in [
-        ("receive", socket.set_recv_buffer_size(SOCKET_BUFFER)),
-        ("send", socket.set_send_buffer_size(SOCKET_BUFFER)),
+        (
+            "receive",
+            if socket.recv_buffer_size().unwrap_or(0) >= SOCKET_BUFFER {
+                Ok(())
+            } else {
+                socket.set_recv_buffer_size(SOCKET_BUFFER)
+            },
+        ),
+        (
+            "send",
+            if socket.send_buffer_size().unwrap_or(0) >= SOCKET_BUFFER {
+                Ok(())
+            } else {
+                socket.set_send_buffer_size(SOCKET_BUFFER)
+            },
+        ),
     ] {
         if let Err(e) = result {
             tracing::debug!("cannot enlarge the UDP {what} buffer: {e}");
@@ -74,6 +89,25 @@ fn enlarge_buffers(socket: &std::net::UdpSocket) {
 /// Requested UDP socket buffer size.
 const SOCKET_BUFFER: usize = 16 << 20;
 
+/// With CAP_NET_ADMIN (root), SO_RCVBUFFORCE / SO_SNDBUFFORCE go past
+/// `rmem_max`; without it they fail and the capped request below stands.
+fn force_buffers(socket: &socket2::SockRef<'_>) {
+    use std::os::fd::AsRawFd;
+    let size = SOCKET_BUFFER as libc::c_int;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+        // SAFETY: a valid socket fd and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::addr_of!(size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
 fn transport_config() -> TransportConfig {
     let mut t = TransportConfig::default();
     t.max_idle_timeout(Duration::from_secs(60).try_into().ok())
@@ -82,7 +116,12 @@ fn transport_config() -> TransportConfig {
         .datagram_send_buffer_size(4 << 20)
         .congestion_controller_factory(Arc::new(Unlimited));
     let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(65_000).interval(Duration::from_secs(30));
+    // A burst that overflows a socket buffer looks like a black hole to
+    // quinn, which then falls back to 1200-byte packets for a minute by
+    // default: try the large size again soon.
+    mtu.upper_bound(65_000)
+        .interval(Duration::from_secs(30))
+        .black_hole_cooldown(Duration::from_secs(2));
     t.mtu_discovery_config(Some(mtu));
     t
 }

@@ -162,7 +162,14 @@ impl PeerTask {
                 .pacer
                 .as_ref()
                 .is_some_and(|p| p.next_send_time(now) <= now);
+            let idle = due && !link.has_datagrams();
             if !due || !link.has_datagrams() || self.serve_resume_at.is_some() {
+                if idle {
+                    // Nothing requested: the gap is ours, not the path's.
+                    if let Some(p) = self.link.as_mut().and_then(|l| l.pacer.as_mut()) {
+                        p.on_idle();
+                    }
+                }
                 return Ok(());
             }
             // As many symbols as the path's datagram size allows.

@@ -121,10 +121,15 @@ pub struct DatagramPacer {
     acked_upto: u64,
     /// When the last acknowledgement (or stall write-off) happened.
     last_ack_at: Instant,
-    /// Reference point of the last delivery-rate sample: (ack time, send
-    /// time of its highest sequence, receiver's clock when it arrived, bytes
-    /// sent up to it, bytes received).
-    last_ack: Option<(Instant, Instant, u32, u64, u64)>,
+    /// The sender had nothing to send when the pacer allowed it.
+    idle: bool,
+    /// First datagram sent after the last idle spell: a delivery sample
+    /// spanning it measured the sender's own gap, not the path.
+    last_idle_seq: Option<u32>,
+    /// Reference point of the last delivery-rate sample: (highest sequence,
+    /// ack time, send time of that sequence, receiver's clock when it
+    /// arrived, bytes sent up to it, bytes received).
+    last_ack: Option<(u32, Instant, Instant, u32, u64, u64)>,
     /// Delivery-rate samples (time, bytes/s) within the window.
     bw_samples: VecDeque<(Instant, f64)>,
     min_rtt: Option<(Duration, Instant)>,
@@ -145,6 +150,8 @@ impl DatagramPacer {
             sent_bytes: 0,
             acked_upto: 0,
             last_ack_at: now,
+            idle: false,
+            last_idle_seq: None,
             last_ack: None,
             bw_samples: VecDeque::new(),
             min_rtt: None,
@@ -206,6 +213,9 @@ impl DatagramPacer {
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
+        if std::mem::take(&mut self.idle) {
+            self.last_idle_seq = Some(seq);
+        }
         self.sent_bytes += bytes as u64;
         let measuring = matches!(self.phase, Phase::Cruise { cycle, .. } if GAIN_CYCLE.get(cycle) == Some(&Gain::Measure));
         self.sent.push_back((seq, now, self.sent_bytes, measuring));
@@ -219,6 +229,13 @@ impl DatagramPacer {
         let start = self.next_send.max(earliest);
         self.next_send = start + Duration::from_secs_f64(bytes as f64 / self.rate);
         seq
+    }
+
+    /// The sender was allowed to send but had nothing queued (receiver-driven
+    /// requests ran dry): delivery samples across this gap are app-limited
+    /// and may raise the bandwidth estimate, never lower it (as in BBR).
+    pub fn on_idle(&mut self) {
+        self.idle = true;
     }
 
     /// Handles an acknowledgement: the highest sequence number the receiver
@@ -256,7 +273,12 @@ impl DatagramPacer {
             self.sent.pop_front();
         }
         let mut take_sample = true;
-        if let Some((at, prev_sent_at, prev_receive_us, prev_upto, prev_received)) = self.last_ack {
+        if let Some((prev_seq, at, prev_sent_at, prev_receive_us, prev_upto, prev_received)) =
+            self.last_ack
+        {
+            let app_limited = self
+                .last_idle_seq
+                .is_some_and(|s| seq_before(prev_seq, s) && !seq_before(highest_seq, s));
             // Acknowledgements bunch up on the way back, and a sender's burst
             // can be short too: only the receiver's clock says how fast the
             // bytes really arrived. The longest of the three intervals keeps
@@ -273,8 +295,10 @@ impl DatagramPacer {
                 // Too short to measure: keep the reference point.
                 take_sample = false;
             } else if got > 0 && sent > 0 {
-                self.bw_samples
-                    .push_back((now, got as f64 / interval.as_secs_f64()));
+                let sample = got as f64 / interval.as_secs_f64();
+                if !app_limited || sample >= self.bottleneck() {
+                    self.bw_samples.push_back((now, sample));
+                }
                 // Only what was sent below the bottleneck tells random loss
                 // from our own congestion.
                 if measuring {
@@ -286,7 +310,7 @@ impl DatagramPacer {
             }
         }
         if take_sample {
-            self.last_ack = Some((now, sent_at, receive_us, sent_upto, received));
+            self.last_ack = Some((highest_seq, now, sent_at, receive_us, sent_upto, received));
         }
         let window = self
             .round_trip()
