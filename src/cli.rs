@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{demo, get, make, show};
+use crate::{bench, demo, get, make, show};
 
 /// bitfountain: BitTorrent with fountain-coded transfer between capable
 /// peers and Kenosis tracker discovery.
@@ -38,6 +38,9 @@ pub enum Command {
     /// Run the Kenosis DNS bridge: legacy clients resolving
     /// <key>.bt.<zone> get the address of the tracker the DHT chooses.
     Dns(crate::dns::DnsArgs),
+    /// Benchmark coded against plain transfer on emulated links: real peers
+    /// in network namespaces (needs root). `--calibrate` checks the emulator.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the chosen command.
@@ -50,5 +53,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Kenosis(args) => crate::kenosis::cli::run(&args),
         Command::Dns(args) => crate::dns::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -1,6 +1,7 @@
 //! The bitfountain runtime: command line, torrent creation, and the swarm
 //! engine, storage, tracker, Kenosis, benchmarks and user interfaces.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod dns;
