@@ -21,6 +21,10 @@ pub struct Check {
     pub measured: f64,
     pub error_pct: f64,
     pub ok: bool,
+    /// The emulator's p99 lateness during the measurement.
+    pub emulator_p99_us: u64,
+    /// Measured a second time because the emulator stalled the first time.
+    pub remeasured: bool,
 }
 
 impl Check {
@@ -33,6 +37,8 @@ impl Check {
             measured,
             error_pct,
             ok: error_pct.abs() <= 5.0,
+            emulator_p99_us: 0,
+            remeasured: false,
         }
     }
 }
@@ -62,26 +68,50 @@ pub fn run() -> Result<Vec<Check>> {
     let dst_addr = SocketAddr::from((b.addr, PORT));
     force_rcvbuf(&dst, 8 << 20);
     let mut checks = Vec::new();
-
+    // Measures once; when a result is off and the emulator itself stalled
+    // (the machine is shared), measures once more and says so.
+    let mut check = |what: String, unit, set_to: f64, f: &dyn Fn() -> Result<f64>| -> Result<()> {
+        let mut remeasured = false;
+        loop {
+            fwd.reset(7)?;
+            let measured = f()?;
+            let snap = fwd.snapshot();
+            let (up_a, down_b) = match (snap.links.first(), snap.links.get(1)) {
+                (Some(x), Some(y)) => (x.up, y.down),
+                _ => Default::default(),
+            };
+            tracing::info!(
+                "{what}: emulator saw {} packets, dropped {} by loss and {} by queue, \
+                 delivered {}; lateness p99 {} us, max {} us",
+                up_a.packets_in,
+                down_b.dropped_loss_packets,
+                up_a.dropped_queue_packets + down_b.dropped_queue_packets,
+                down_b.packets_out,
+                snap.lateness.p99_us,
+                snap.lateness.max_us
+            );
+            let mut c = Check::new(what.clone(), unit, set_to, measured);
+            c.emulator_p99_us = snap.lateness.p99_us;
+            c.remeasured = remeasured;
+            if c.ok || remeasured || snap.lateness.p99_us <= 2000 {
+                checks.push(c);
+                return Ok(());
+            }
+            remeasured = true;
+        }
+    };
     for rtt in [20u64, 80] {
         set(100, rtt, LossModel::None);
-        let measured = rtt_ms(&src, &dst, dst_addr)?;
-        checks.push(Check::new(
-            format!("RTT at {rtt} ms"),
-            "ms",
-            rtt as f64,
-            measured,
-        ));
+        let what = format!("RTT at {rtt} ms");
+        check(what, "ms", rtt as f64, &|| rtt_ms(&src, &dst, dst_addr))?;
     }
     for rate in [100u64, 20] {
         set(rate, 20, LossModel::None);
-        let measured = rate_mbit(&src, &dst, dst_addr, rate as f64 * 1.3)?;
-        checks.push(Check::new(
-            format!("rate at {rate} Mbit/s"),
-            "Mbit/s",
-            rate as f64,
-            measured,
-        ));
+        let what = format!("rate at {rate} Mbit/s");
+        let offer = rate as f64 * 1.3;
+        check(what, "Mbit/s", rate as f64, &|| {
+            rate_mbit(&src, &dst, dst_addr, offer)
+        })?;
     }
     for (what, loss, packets) in [
         ("random loss 5%", LossModel::Random { p: 0.05 }, 100_000),
@@ -95,24 +125,9 @@ pub fn run() -> Result<Vec<Check>> {
         ),
     ] {
         set(0, 0, loss);
-        fwd.reset(7)?;
-        let measured = loss_pct(&src, &dst, dst_addr, packets)?;
-        let snap = fwd.snapshot();
-        let (up_a, down_b) = match (snap.links.first(), snap.links.get(1)) {
-            (Some(x), Some(y)) => (x.up, y.down),
-            _ => Default::default(),
-        };
-        tracing::info!(
-            "{what}: emulator saw {} packets, dropped {} by loss ({:.2}%), delivered {}; \
-             lateness p99 {} us, max {} us",
-            up_a.packets_in,
-            down_b.dropped_loss_packets,
-            100.0 * down_b.dropped_loss_packets as f64 / down_b.packets_in.max(1) as f64,
-            down_b.packets_out,
-            snap.lateness.p99_us,
-            snap.lateness.max_us
-        );
-        checks.push(Check::new(what.to_string(), "%", 5.0, measured));
+        check(what.to_string(), "%", 5.0, &|| {
+            loss_pct(&src, &dst, dst_addr, packets)
+        })?;
     }
     Ok(checks)
 }
@@ -299,7 +314,11 @@ pub fn table(checks: &[Check]) -> String {
             format!("{:.2} {}", c.set, c.unit),
             format!("{:.2}", c.measured),
             c.error_pct,
-            if c.ok { "yes" } else { "NO" }
+            match (c.ok, c.remeasured) {
+                (true, false) => "yes",
+                (true, true) => "yes (re-measured: emulator stalled)",
+                (false, _) => "NO",
+            }
         );
     }
     out

@@ -158,6 +158,7 @@ fn cdf_panel<DB: DrawingBackend>(
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("seconds")
         .y_desc("peers done")
         .label_style(("sans-serif", 12))
@@ -217,7 +218,7 @@ pub fn goodput_vs_loss(
         .iter()
         .filter_map(|s| s.goodput_mbit.map(|g| g.max))
         .fold(rate, f64::max)
-        * 1.05;
+        * 1.4; // room above the ceiling line for the legend
     let size = ((rtts.len() as u32 * 440).max(640), 420);
     let g = GoodputPlot {
         title: format!("{}: median goodput per leecher vs loss", sc.name),
@@ -258,6 +259,7 @@ fn draw_goodput<DB: DrawingBackend>(
             .map_err(err)?;
         chart
             .configure_mesh()
+            .light_line_style(TRANSPARENT)
             .x_desc("loss %")
             .y_desc("Mbit/s")
             .label_style(("sans-serif", 12))

@@ -35,6 +35,8 @@ pub struct PeerResult {
     pub starts: u32,
     /// When it first started, seconds from the run's start.
     pub started_s: Option<f64>,
+    /// The process ended by itself (a crash, or a client that quits).
+    pub exited_early: bool,
 }
 
 /// One run: a repetition of one variant in one cell.
@@ -185,8 +187,11 @@ impl<'a> Bench<'a> {
         let mut run = Run::new(self, &dir, &torrent, v, tx, rx)?;
         let outcome = run.drive(cell);
         // Everything stops whatever happened, and counters are read after.
+        // The tracker goes first: peers then fail their "stopped" announce
+        // at once instead of waiting on it through a lossy link.
+        let _ = tracker.child.kill();
+        tracker.reap();
         run.stop_all();
-        peers::stop_all(&mut [&mut tracker], Duration::from_secs(2));
         run.drain();
         let duration_s = run.t0.map_or(0.0, |t| t.elapsed().as_secs_f64());
         outcome?;
@@ -260,6 +265,7 @@ struct PeerRun {
     cpu_now: f64,
     completed_s: Option<f64>,
     started_s: Option<f64>,
+    exited_early: bool,
 }
 
 struct Run<'b, 'a> {
@@ -299,6 +305,7 @@ impl<'b, 'a> Run<'b, 'a> {
                 cpu_now: 0.0,
                 completed_s: None,
                 started_s: None,
+                exited_early: false,
             });
         }
         let seeds_connect = bench
@@ -397,6 +404,11 @@ impl<'b, 'a> Run<'b, 'a> {
             if line.incarnation != p.incarnation {
                 continue;
             }
+            // Our seed says so as soon as its check ends; its next status
+            // line may be a second away.
+            if line.text.contains("\"data complete: seeding\"") {
+                p.status.seeding = true;
+            }
             if let Some(s) = peers::parse_status(&line) {
                 if let (Some(at), None, Some(t0)) = (s.completed_at, p.completed_s, self.t0) {
                     p.completed_s = Some(at.saturating_duration_since(t0).as_secs_f64());
@@ -427,10 +439,12 @@ impl<'b, 'a> Run<'b, 'a> {
                 }
             }
             if proc.exited() {
-                tracing::warn!("{} exited on its own", p.node.name);
+                // Not a departure: a leecher that dies unfinished counts as
+                // one that never finished.
+                tracing::warn!("{} exited on its own (see its .stderr.log)", p.node.name);
                 proc.reap();
                 p.proc = None;
-                p.left = true;
+                p.exited_early = true;
             }
         }
     }
@@ -575,7 +589,7 @@ impl<'b, 'a> Run<'b, 'a> {
                 tracing::info!("time limit of {} s reached", sc.time_limit_s);
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -612,7 +626,7 @@ impl<'b, 'a> Run<'b, 'a> {
             .filter_map(|p| p.proc.take())
             .collect();
         let mut refs: Vec<&mut Proc> = procs.iter_mut().collect();
-        peers::stop_all(&mut refs, Duration::from_secs(3));
+        peers::stop_all(&mut refs, Duration::from_secs(1));
     }
 
     fn results(&self) -> Vec<PeerResult> {
@@ -634,6 +648,7 @@ impl<'b, 'a> Run<'b, 'a> {
                 left: p.left,
                 starts: p.starts,
                 started_s: p.started_s,
+                exited_early: p.exited_early,
             })
             .collect()
     }

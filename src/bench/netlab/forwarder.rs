@@ -326,6 +326,7 @@ impl State {
             libc::gettid()
         };
         lock(shared).tid = tid;
+        raise_priority(tid);
         let mut buf = vec![0u8; 65536];
         let mut fds: Vec<libc::pollfd> = self
             .tuns
@@ -523,6 +524,24 @@ impl State {
                 }
             }
         }
+    }
+}
+
+/// Real-time priority for the forwarder: on a shared machine it would
+/// otherwise queue behind the peers it serves and every compiler around,
+/// and its lateness becomes the link's jitter. It sleeps between packets,
+/// and the kernel's RT throttling bounds it anyway. Falls back to nice -15.
+fn raise_priority(tid: i32) {
+    let param = libc::sched_param { sched_priority: 20 };
+    // SAFETY: sched_setscheduler(0, …) and setpriority act on this thread
+    // only and read one sched_param that lives across the call.
+    let rt = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+    if !rt {
+        let nice = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -15) } == 0;
+        tracing::warn!(
+            "the forwarder runs without real-time priority{}: expect more lateness",
+            if nice { " (nice -15)" } else { "" }
+        );
     }
 }
 
