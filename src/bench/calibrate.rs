@@ -304,12 +304,12 @@ fn median(v: &mut [f64]) -> f64 {
 /// The calibration table as text.
 pub fn table(checks: &[Check]) -> String {
     let mut out = format!(
-        "{:<30} {:>10} {:>10} {:>8}  {}\n",
+        "{:<30} {:>14} {:>10} {:>8}  {}\n",
         "check", "set", "measured", "error", "within 5%"
     );
     for c in checks {
         out += &format!(
-            "{:<30} {:>10} {:>10} {:>7.2}%  {}\n",
+            "{:<30} {:>14} {:>10} {:>7.2}%  {}\n",
             c.what,
             format!("{:.2} {}", c.set, c.unit),
             format!("{:.2}", c.measured),
