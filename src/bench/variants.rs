@@ -30,13 +30,13 @@ pub const ALL: &[Variant] = &[
     Variant {
         name: "plain-cubic",
         description: "plain BitTorrent over TCP, Cubic",
-        get_args: &["--tcp-congestion", "cubic"],
+        get_args: &["--coded", "off", "--tcp-congestion", "cubic"],
         make_args: &[],
     },
     Variant {
         name: "plain-bbr",
         description: "plain BitTorrent over TCP, BBR",
-        get_args: &["--tcp-congestion", "bbr"],
+        get_args: &["--coded", "off", "--tcp-congestion", "bbr"],
         make_args: &[],
     },
     Variant {
