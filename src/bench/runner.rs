@@ -217,8 +217,11 @@ impl<'a> Bench<'a> {
             emulator_cpu_s: emulator.cpu_s - cpu_at_start,
             emulator,
         };
-        // Leechers' copies are large and verified by their clients already.
-        let _ = std::fs::remove_dir_all(&dir);
+        // Leechers' copies are large and verified by their clients already;
+        // BITFOUNTAIN_BENCH_KEEP keeps them and the peers' logs for a look.
+        if std::env::var_os("BITFOUNTAIN_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         Ok(result)
     }
 
