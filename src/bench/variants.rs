@@ -162,7 +162,7 @@ mod tests {
         assert!(has_flag("  --coded <MODE>\n", "--coded"));
         assert!(!has_flag("  --coded-transport <T>\n", "--coded"));
         let s = Support {
-            get_help: "--tcp-congestion <NAME>\n".into(),
+            get_help: "--coded <MODE>\n--tcp-congestion <NAME>\n".into(),
             make_help: String::new(),
         };
         assert!(s.missing(find("plain-bbr").unwrap_or(&ALL[0])).is_none());
