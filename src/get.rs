@@ -18,7 +18,8 @@ use crate::ui::{human_bytes, Progress, StatusMode, StatusPrinter};
 
 #[derive(Debug, Clone, Args)]
 pub struct GetArgs {
-    /// The .torrent file (or give --url or --responsefile).
+    /// The .torrent file or a magnet link (`magnet:?xt=urn:btih:…`; quote
+    /// it in the shell), or give --url or --responsefile.
     pub torrent: Option<PathBuf>,
 
     /// Fetch the .torrent from this http:// URL.
@@ -96,6 +97,10 @@ pub struct GetArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub coded_transport: crate::session::CodedTransport,
 
+    /// Seconds to wait for a magnet link's metadata from peers.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub metadata_timeout: u64,
+
     /// Seconds between status lines when not on a terminal.
     #[arg(long, default_value_t = 5)]
     pub status_interval: u64,
@@ -124,7 +129,21 @@ pub fn run(args: &GetArgs) -> Result<()> {
     runtime.block_on(run_async(args))
 }
 
-async fn load(args: &GetArgs) -> Result<Metainfo> {
+/// Where the torrent comes from: its metainfo, or a magnet link whose
+/// metadata peers will give.
+enum Source {
+    Meta(Metainfo),
+    Magnet(wire::Magnet),
+}
+
+async fn load(args: &GetArgs) -> Result<Source> {
+    if let Some(magnet) = args.torrent.as_deref().and_then(crate::show::as_magnet) {
+        return Ok(Source::Magnet(magnet?));
+    }
+    load_meta(args).await.map(Source::Meta)
+}
+
+async fn load_meta(args: &GetArgs) -> Result<Metainfo> {
     if let Some(url) = &args.url {
         return fetch_torrent(url).await;
     }
@@ -162,11 +181,7 @@ pub async fn fetch_torrent(url: &str) -> Result<Metainfo> {
 }
 
 async fn run_async(args: &GetArgs) -> Result<()> {
-    let meta = load(args).await?;
-    let saveas = args
-        .saveas
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&meta.info.name));
+    let source = load(args).await?;
     let config = SessionConfig {
         bind_ip: args.bind,
         port_range: (args.minport, args.maxport),
@@ -180,6 +195,34 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         ..SessionConfig::default()
     };
     let mut session = Session::start(config).await?;
+    let mut peers = args.peers.clone();
+    let meta = match source {
+        Source::Meta(meta) => meta,
+        Source::Magnet(magnet) => {
+            tracing::info!(
+                "magnet link {}: fetching the metadata from peers (listening on {})",
+                magnet.info_hash,
+                session.listen_addr()
+            );
+            let fetch = crate::session::magnet::fetch_metadata(
+                &session,
+                &magnet,
+                &args.peers,
+                Duration::from_secs(args.metadata_timeout),
+                |note| tracing::info!("{note}"),
+            );
+            let resolved = tokio::select! {
+                r = fetch => r?,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted while fetching the metadata"),
+            };
+            peers.extend(resolved.peers);
+            resolved.meta
+        }
+    };
+    let saveas = args
+        .saveas
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&meta.info.name));
     let kenosis_urls = meta
         .tracker_tiers()
         .iter()
@@ -228,7 +271,7 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         })
         .await?;
     let _ = checker.await;
-    handle.add_peers(args.peers.iter().copied());
+    handle.add_peers(peers.iter().copied());
 
     let mut status = handle.watch();
     let mut announced_complete = handle.status().is_complete();

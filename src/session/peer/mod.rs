@@ -20,6 +20,7 @@ use wire::peer::{
 };
 use wire::{Bitfield, BlockRef, Limits};
 
+mod metadata;
 mod util;
 mod writer;
 
@@ -45,6 +46,8 @@ const PIPELINE_MARGIN: usize = 64;
 const SNUB_AFTER: Duration = Duration::from_secs(45);
 /// What we advertise as `reqq` and accept (Limits::max_queued_requests).
 const OUR_REQQ: u32 = 2000;
+/// The id under which we receive `ut_metadata` (BEP 9) messages.
+pub const METADATA_ID: u8 = 2;
 
 /// Reads the 68-byte handshake from a fresh connection.
 pub async fn read_handshake<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Handshake> {
@@ -288,7 +291,7 @@ impl PeerTask {
                 listen_port: Some(self.torrent.listen_port),
                 reqq: Some(OUR_REQQ),
                 your_ip: Some(self.addr.ip()),
-                metadata_size: None,
+                metadata_size: Some(self.torrent.info.raw.len() as u64),
                 raptorq: self.coded_caps(),
             };
             self.send(Message::Extended {
@@ -312,6 +315,8 @@ impl PeerTask {
             PeerEvent::Extended { id, payload } => {
                 if id == super::coded::link::RAPTORQ_ID && self.link.is_some() {
                     self.on_coded_message(payload).await?;
+                } else if id == METADATA_ID {
+                    self.on_metadata_message(&payload);
                 }
             }
             PeerEvent::Bitfield => {
