@@ -109,6 +109,11 @@ pub struct GetArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Full-screen interface: progress, piece map, peers, rates, ratio;
+    /// `l` shows the log, `q` quits.
+    #[arg(short = 'g', long = "ui", conflicts_with = "json")]
+    pub ui: bool,
+
     #[command(flatten)]
     pub kenosis: KenosisArgs,
 
@@ -126,7 +131,14 @@ pub fn run(args: &GetArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    if args.ui {
+        // The interface will own the terminal: keep log lines for its log
+        // view from the start instead of writing them under it.
+        crate::logging::capture_start();
+    }
+    let result = runtime.block_on(run_async(args));
+    crate::logging::capture_stop();
+    result
 }
 
 /// Where the torrent comes from: its metainfo, or a magnet link whose
@@ -266,13 +278,39 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         check.finish();
     });
     let handle = session
-        .add_torrent(meta, saveas, move |done| {
+        .add_torrent(meta, saveas.clone(), move |done| {
             let _ = progress_tx.send(done);
         })
         .await?;
     let _ = checker.await;
     handle.add_peers(peers.iter().copied());
 
+    if args.ui {
+        let exit = crate::ui::tui::run(
+            &handle,
+            &saveas.display().to_string(),
+            &session.listen_addr().to_string(),
+            args.exit_on_complete,
+        )
+        .await?;
+        session.shutdown().await;
+        let s = handle.status();
+        println!(
+            "{}: {} of {} ({} pieces of {}), sent {}{}",
+            s.name,
+            human_bytes(s.have_bytes),
+            human_bytes(s.total_bytes),
+            s.pieces_have,
+            s.pieces_total,
+            human_bytes(s.uploaded),
+            if exit == crate::ui::tui::Exit::Complete {
+                "; download complete"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
     let mut status = handle.watch();
     let mut announced_complete = handle.status().is_complete();
     if announced_complete {
