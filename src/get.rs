@@ -192,7 +192,18 @@ pub async fn fetch_torrent(url: &str) -> Result<Metainfo> {
         .with_context(|| format!("{url} is not a valid torrent"))
 }
 
-async fn run_async(args: &GetArgs) -> Result<()> {
+/// A running session with its one torrent, checked and started, as `get`
+/// and `mount` both need it.
+pub(crate) struct Started {
+    pub session: Session,
+    pub handle: crate::session::TorrentHandle,
+    pub saveas: PathBuf,
+    pub printer: StatusPrinter,
+}
+
+/// Loads the torrent (file, URL or magnet link), starts the session,
+/// checks existing data and starts downloading or seeding.
+pub(crate) async fn start(args: &GetArgs) -> Result<Started> {
     let source = load(args).await?;
     let config = SessionConfig {
         bind_ip: args.bind,
@@ -254,7 +265,7 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         session.set_url_resolver(Arc::new(KenosisResolver::new(lookup)));
     }
     let mode = StatusMode::choose(args.json);
-    let mut printer = StatusPrinter::new(mode, Duration::from_secs(args.status_interval.max(1)));
+    let printer = StatusPrinter::new(mode, Duration::from_secs(args.status_interval.max(1)));
     printer.note(&format!(
         "{} ({}), saving to {}, listening on {}",
         meta.info.name,
@@ -284,6 +295,21 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         .await?;
     let _ = checker.await;
     handle.add_peers(peers.iter().copied());
+    Ok(Started {
+        session,
+        handle,
+        saveas,
+        printer,
+    })
+}
+
+async fn run_async(args: &GetArgs) -> Result<()> {
+    let Started {
+        session,
+        handle,
+        saveas,
+        mut printer,
+    } = start(args).await?;
 
     if args.ui {
         let exit = crate::ui::tui::run(

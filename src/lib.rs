@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod demo;
 pub mod dns;
+pub mod fs;
 pub mod fsutil;
 pub mod get;
 pub mod kenosis;
