@@ -47,6 +47,9 @@ pub struct MountArgs {
 pub struct Reader {
     torrent: Arc<TorrentShared>,
     wait_limit: Duration,
+    /// Cancelled before unmounting: waiting reads answer EIO at once, so
+    /// no request is left open in the kernel while the mount goes away.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Reader {
@@ -112,6 +115,7 @@ impl Reader {
                     bail!("pieces {pieces:?} did not arrive within {:?}", self.wait_limit)
                 }
                 _ = self.torrent.shutdown.cancelled() => bail!("shutting down"),
+                _ = self.stop.cancelled() => bail!("unmounting"),
             }
         }
     }
@@ -145,7 +149,9 @@ async fn run_async(args: &MountArgs) -> Result<()> {
     let reader = Arc::new(Reader {
         torrent: handle.shared.clone(),
         wait_limit: Duration::from_secs(args.read_timeout.max(1)),
+        stop: tokio_util::sync::CancellationToken::new(),
     });
+    let stop_reads = reader.stop.clone();
     let fs = fuse::TorFs {
         tree: tree::Tree::new(&handle.shared.info),
         reader,
@@ -208,6 +214,7 @@ async fn run_async(args: &MountArgs) -> Result<()> {
     // stop the torrent. fuser's own unmount in auto_unmount mode only hands
     // the job to the fusermount3 watchdog, which waits for us to exit; we
     // detach the mount ourselves so it is gone before we stop seeding.
+    stop_reads.cancel();
     if !unmounted_outside {
         if let Err(e) = unmount(&mountpoint) {
             tracing::warn!("{e:#}");
