@@ -27,6 +27,8 @@ use super::Session;
 const PARALLEL_PEERS: usize = 4;
 /// One peer gets this long to hand over the whole metadata.
 const PER_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause before trying again peers that all failed.
+const RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// Trackers are asked again this often while no peer has given the metadata.
 const REANNOUNCE: Duration = Duration::from_secs(15);
 
@@ -63,6 +65,9 @@ pub async fn fetch_metadata(
     let _stop_announcer = AbortOnDrop(announcer);
     let mut attempts: JoinSet<(SocketAddr, Result<Vec<u8>>)> = JoinSet::new();
     let mut failures = 0usize;
+    // When every known peer was tried and failed, they are tried again
+    // after a pause (a busy peer may serve later), never in a tight loop.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         // Start attempts with peers not tried yet.
         while attempts.len() < PARALLEL_PEERS {
@@ -85,7 +90,14 @@ pub async fn fetch_metadata(
                 (addr, got)
             });
         }
+        if attempts.is_empty() && retry_at.is_none() && !known.is_empty() {
+            retry_at = Some(tokio::time::Instant::now() + RETRY_PAUSE);
+        }
         tokio::select! {
+            _ = sleep_until_opt(retry_at) => {
+                retry_at = None;
+                tried.clear();
+            }
             _ = tokio::time::sleep_until(deadline) => bail!(
                 "no peer gave the metadata within {timeout:?} ({} peers known, {failures} failed)",
                 known.len()
@@ -119,14 +131,18 @@ pub async fn fetch_metadata(
                     Err(e) => {
                         failures += 1;
                         tracing::info!(peer = %addr, "no metadata from this peer: {e:#}");
-                        // A peer may have been busy: try it again later.
-                        if failures % 8 == 0 {
-                            tried.clear();
-                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
