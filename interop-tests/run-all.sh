@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(transmission-cli transmission-daemon aria2 python3-libtorrent opentracker
-          mktorrent wrk dnsutils iproute2 nftables hyperfine)
+          mktorrent wrk dnsutils iproute2 nftables hyperfine chromium fuse3 tmux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

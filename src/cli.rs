@@ -29,6 +29,9 @@ pub enum Command {
     /// --saveas at complete data to check and seed it.
     #[command(visible_alias = "download")]
     Get(get::GetArgs),
+    /// Mount a torrent's files read-only (FUSE) while it downloads: reads
+    /// fetch the pieces they need first (streaming). Ctrl-C unmounts.
+    Mount(crate::fs::MountArgs),
     /// Run a whole swarm on loopback: tracker, seed and leechers, with
     /// progress, a per-peer table and every copy verified.
     Demo(demo::DemoArgs),
@@ -51,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Track(args) => crate::tracker::run(&args),
         Command::Get(args) => get::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Mount(args) => crate::fs::run(&args),
         Command::Kenosis(args) => crate::kenosis::cli::run(&args),
         Command::Dns(args) => crate::dns::run(&args),
         Command::Bench(args) => bench::run(&args),

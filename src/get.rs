@@ -18,7 +18,8 @@ use crate::ui::{human_bytes, Progress, StatusMode, StatusPrinter};
 
 #[derive(Debug, Clone, Args)]
 pub struct GetArgs {
-    /// The .torrent file (or give --url or --responsefile).
+    /// The .torrent file or a magnet link (`magnet:?xt=urn:btih:…`; quote
+    /// it in the shell), or give --url or --responsefile.
     pub torrent: Option<PathBuf>,
 
     /// Fetch the .torrent from this http:// URL.
@@ -96,6 +97,10 @@ pub struct GetArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub coded_transport: crate::session::CodedTransport,
 
+    /// Seconds to wait for a magnet link's metadata from peers.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub metadata_timeout: u64,
+
     /// Seconds between status lines when not on a terminal.
     #[arg(long, default_value_t = 5)]
     pub status_interval: u64,
@@ -103,6 +108,11 @@ pub struct GetArgs {
     /// Print status as JSON lines.
     #[arg(long)]
     pub json: bool,
+
+    /// Full-screen interface: progress, piece map, peers, rates, ratio;
+    /// `l` shows the log, `q` quits.
+    #[arg(short = 'g', long = "ui", conflicts_with = "json")]
+    pub ui: bool,
 
     #[command(flatten)]
     pub kenosis: KenosisArgs,
@@ -121,10 +131,31 @@ pub fn run(args: &GetArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    if args.ui {
+        // The interface will own the terminal: keep log lines for its log
+        // view from the start instead of writing them under it.
+        crate::logging::capture_start();
+    }
+    let result = runtime.block_on(run_async(args));
+    crate::logging::capture_stop();
+    result
 }
 
-async fn load(args: &GetArgs) -> Result<Metainfo> {
+/// Where the torrent comes from: its metainfo, or a magnet link whose
+/// metadata peers will give.
+enum Source {
+    Meta(Metainfo),
+    Magnet(wire::Magnet),
+}
+
+async fn load(args: &GetArgs) -> Result<Source> {
+    if let Some(magnet) = args.torrent.as_deref().and_then(crate::show::as_magnet) {
+        return Ok(Source::Magnet(magnet?));
+    }
+    load_meta(args).await.map(Source::Meta)
+}
+
+async fn load_meta(args: &GetArgs) -> Result<Metainfo> {
     if let Some(url) = &args.url {
         return fetch_torrent(url).await;
     }
@@ -161,12 +192,19 @@ pub async fn fetch_torrent(url: &str) -> Result<Metainfo> {
         .with_context(|| format!("{url} is not a valid torrent"))
 }
 
-async fn run_async(args: &GetArgs) -> Result<()> {
-    let meta = load(args).await?;
-    let saveas = args
-        .saveas
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&meta.info.name));
+/// A running session with its one torrent, checked and started, as `get`
+/// and `mount` both need it.
+pub(crate) struct Started {
+    pub session: Session,
+    pub handle: crate::session::TorrentHandle,
+    pub saveas: PathBuf,
+    pub printer: StatusPrinter,
+}
+
+/// Loads the torrent (file, URL or magnet link), starts the session,
+/// checks existing data and starts downloading or seeding.
+pub(crate) async fn start(args: &GetArgs) -> Result<Started> {
+    let source = load(args).await?;
     let config = SessionConfig {
         bind_ip: args.bind,
         port_range: (args.minport, args.maxport),
@@ -180,6 +218,34 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         ..SessionConfig::default()
     };
     let mut session = Session::start(config).await?;
+    let mut peers = args.peers.clone();
+    let meta = match source {
+        Source::Meta(meta) => meta,
+        Source::Magnet(magnet) => {
+            tracing::info!(
+                "magnet link {}: fetching the metadata from peers (listening on {})",
+                magnet.info_hash,
+                session.listen_addr()
+            );
+            let fetch = crate::session::magnet::fetch_metadata(
+                &session,
+                &magnet,
+                &args.peers,
+                Duration::from_secs(args.metadata_timeout),
+                |note| tracing::info!("{note}"),
+            );
+            let resolved = tokio::select! {
+                r = fetch => r?,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted while fetching the metadata"),
+            };
+            peers.extend(resolved.peers);
+            resolved.meta
+        }
+    };
+    let saveas = args
+        .saveas
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&meta.info.name));
     let kenosis_urls = meta
         .tracker_tiers()
         .iter()
@@ -199,7 +265,7 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         session.set_url_resolver(Arc::new(KenosisResolver::new(lookup)));
     }
     let mode = StatusMode::choose(args.json);
-    let mut printer = StatusPrinter::new(mode, Duration::from_secs(args.status_interval.max(1)));
+    let printer = StatusPrinter::new(mode, Duration::from_secs(args.status_interval.max(1)));
     printer.note(&format!(
         "{} ({}), saving to {}, listening on {}",
         meta.info.name,
@@ -223,13 +289,54 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         check.finish();
     });
     let handle = session
-        .add_torrent(meta, saveas, move |done| {
+        .add_torrent(meta, saveas.clone(), move |done| {
             let _ = progress_tx.send(done);
         })
         .await?;
     let _ = checker.await;
-    handle.add_peers(args.peers.iter().copied());
+    handle.add_peers(peers.iter().copied());
+    Ok(Started {
+        session,
+        handle,
+        saveas,
+        printer,
+    })
+}
 
+async fn run_async(args: &GetArgs) -> Result<()> {
+    let Started {
+        session,
+        handle,
+        saveas,
+        mut printer,
+    } = start(args).await?;
+
+    if args.ui {
+        let exit = crate::ui::tui::run(
+            &handle,
+            &saveas.display().to_string(),
+            &session.listen_addr().to_string(),
+            args.exit_on_complete,
+        )
+        .await?;
+        session.shutdown().await;
+        let s = handle.status();
+        println!(
+            "{}: {} of {} ({} pieces of {}), sent {}{}",
+            s.name,
+            human_bytes(s.have_bytes),
+            human_bytes(s.total_bytes),
+            s.pieces_have,
+            s.pieces_total,
+            human_bytes(s.uploaded),
+            if exit == crate::ui::tui::Exit::Complete {
+                "; download complete"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
     let mut status = handle.watch();
     let mut announced_complete = handle.status().is_complete();
     if announced_complete {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod dns;
+pub mod fs;
 pub mod fsutil;
 pub mod get;
 pub mod kenosis;

@@ -10,7 +10,8 @@ use crate::ui::human_bytes;
 
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
-    /// The .torrent file to describe.
+    /// The .torrent file (or a magnet link) to describe. A magnet link is
+    /// described as it is, without fetching its metadata.
     pub torrent: PathBuf,
 
     /// Print JSON for scripts.
@@ -34,6 +35,16 @@ struct ShowJson<'a> {
     comment: Option<&'a str>,
     created_by: Option<&'a str>,
     creation_date: Option<i64>,
+    /// A magnet link for the torrent (info-hash, name, trackers).
+    magnet: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct MagnetJson<'a> {
+    info_hash: String,
+    name: Option<&'a str>,
+    trackers: &'a [String],
+    peers: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -60,7 +71,58 @@ pub fn load_torrent(path: &std::path::Path) -> Result<Metainfo> {
         .with_context(|| format!("{} is not a valid torrent", path.display()))
 }
 
+/// A magnet link for a torrent: info-hash, name and every tracker.
+pub fn magnet_of(meta: &Metainfo) -> wire::Magnet {
+    wire::Magnet {
+        info_hash: meta.info.info_hash,
+        display_name: Some(meta.info.name.clone()),
+        trackers: meta.tracker_tiers().into_iter().flatten().collect(),
+        peers: Vec::new(),
+    }
+}
+
+/// The magnet link in `arg`, if it is one (a path never starts with
+/// `magnet:`, and a file of that name would be an odd thing to have).
+pub fn as_magnet(arg: &std::path::Path) -> Option<Result<wire::Magnet>> {
+    let text = arg.to_str()?;
+    text.get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("magnet:"))
+        .map(|_| wire::Magnet::parse(text, &Limits::DEFAULT).context("bad magnet link"))
+}
+
+fn show_magnet(m: &wire::Magnet, json: bool) -> Result<()> {
+    if json {
+        let out = MagnetJson {
+            info_hash: m.info_hash.to_hex(),
+            name: m.display_name.as_deref(),
+            trackers: &m.trackers,
+            peers: m.peers.iter().map(ToString::to_string).collect(),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("magnet link (metadata comes from peers on `get`)");
+    println!(
+        "name:       {}",
+        m.display_name.as_deref().unwrap_or("(not given)")
+    );
+    println!("info-hash:  {}", m.info_hash);
+    if m.trackers.is_empty() {
+        println!("trackers:   none");
+    }
+    for (i, t) in m.trackers.iter().enumerate() {
+        println!("tracker {}:  {t}", i + 1);
+    }
+    for p in &m.peers {
+        println!("peer:       {p}");
+    }
+    Ok(())
+}
+
 pub fn run(args: &ShowArgs) -> Result<()> {
+    if let Some(magnet) = as_magnet(&args.torrent) {
+        return show_magnet(&magnet?, args.json);
+    }
     let meta = load_torrent(&args.torrent)?;
     let info = &meta.info;
     if args.json {
@@ -85,6 +147,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
             comment: meta.comment.as_deref(),
             created_by: meta.created_by.as_deref(),
             creation_date: meta.creation_date,
+            magnet: magnet_of(&meta).to_uri(),
         };
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
@@ -124,6 +187,7 @@ pub fn run(args: &ShowArgs) -> Result<()> {
     for (i, tier) in tiers.iter().enumerate() {
         println!("tracker {}:  {}", i + 1, tier.join(", "));
     }
+    println!("magnet:     {}", magnet_of(&meta).to_uri());
     println!("files:      {}", info.files.len());
     for f in &info.files {
         println!("  {:>12}  {}", f.length, f.path.display());

@@ -1,5 +1,6 @@
 # A headless python3-libtorrent peer for interop tests.
 #   lt_client.py seed|leech TORRENT SAVE_DIR LISTEN_IP:PORT [PEER_IP:PORT ...]
+# TORRENT may be a magnet link (leech only): the metadata then comes from peers.
 # Prints one JSON status line a second; a leecher exits 0 when finished.
 import json
 import sys
@@ -24,8 +25,11 @@ settings = {
     "user_agent": "libtorrent-interop",
 }
 s = lt.session(settings)
-atp = lt.add_torrent_params()
-atp.ti = lt.torrent_info(torrent)
+if torrent.startswith("magnet:"):
+    atp = lt.parse_magnet_uri(torrent)
+else:
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(torrent)
 atp.save_path = save
 if mode == "seed":
     atp.flags |= lt.torrent_flags.seed_mode
@@ -37,7 +41,7 @@ while True:
     st = h.status()
     print(json.dumps({"state": str(st.state), "progress": st.progress, "peers": st.num_peers,
                       "down": st.total_payload_download, "up": st.total_payload_upload,
-                      "finished": st.is_finished}), flush=True)
+                      "finished": st.is_finished, "has_metadata": st.has_metadata}), flush=True)
     if mode == "leech" and st.is_finished:
         sys.exit(0)
     time.sleep(1)

@@ -139,3 +139,37 @@ pub fn temp_dir(name: &str) -> tempfile::TempDir {
 pub fn at(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Installs Debian `package` with apt when `program` is not on PATH (the
+/// tests run as root, as in CI). A failure to install fails the test: the
+/// program is required, never skipped.
+pub fn install_if_missing(program: &str, package: &str) {
+    let on_path = |p: &str| {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(p).is_file()))
+            .unwrap_or(false)
+    };
+    if on_path(program) {
+        return;
+    }
+    // One test at a time reaches here in practice; apt's own lock keeps
+    // two concurrent installs from corrupting anything.
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        matches!(status, Ok(s) if s.success()) && on_path(program),
+        "cannot install {package} (for `{program}`): {status:?}"
+    );
+}
+
+/// Where tests keep artifacts worth looking at after a run (screenshots,
+/// screen captures): `target/tmp/artifacts`, kept after the test.
+pub fn artifact_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

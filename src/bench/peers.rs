@@ -177,15 +177,12 @@ impl Proc {
         } else {
             Stdio::from(err.try_clone()?)
         };
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .env(
-                "RUST_LOG",
-                // Peers' logs stay in the run folder (kept with BITFOUNTAIN_BENCH_KEEP).
-                std::env::var("BITFOUNTAIN_BENCH_PEER_LOG")
-                    .unwrap_or_else(|_| "warn,bitfountain=info".into()),
-            );
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).env(
+            "RUST_LOG",
+            // Peers' logs stay in the run folder (kept with BITFOUNTAIN_BENCH_KEEP).
+            std::env::var("BITFOUNTAIN_BENCH_PEER_LOG")
+                .unwrap_or_else(|_| "warn,bitfountain=info".into()),
+        );
         let mut child = cmd.spawn().context("cannot start a process")?;
         let pid = child.id();
         let stdout = child.stdout.take();

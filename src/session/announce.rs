@@ -210,6 +210,17 @@ async fn announce_tiers(
     Err(last_error)
 }
 
+/// One announce to `url` (no resolver), for the peers it returns: used for
+/// magnet links before the torrent exists.
+pub(crate) async fn peers_from(
+    http: &reqwest::Client,
+    url: &str,
+    request: &AnnounceRequest,
+) -> Result<Vec<std::net::SocketAddr>> {
+    let resp = announce_url(url, request, http, &None).await?;
+    Ok(resp.peers.iter().map(|p| p.addr).collect())
+}
+
 /// Resolves once and waits for a change; false when no more can come.
 async fn wait_change(changes: &mut Option<watch::Receiver<u64>>) -> bool {
     match changes {

@@ -4,6 +4,7 @@
 pub mod announce;
 pub mod choker;
 pub mod coded;
+pub mod magnet;
 pub mod peer;
 pub mod picker;
 pub mod quic;
@@ -232,6 +233,16 @@ impl Session {
 
     pub fn config(&self) -> &SessionConfig {
         &self.config
+    }
+
+    /// What announcing for a magnet link (before the torrent exists) needs.
+    pub(crate) fn announce_ctx(&self) -> magnet::AnnounceCtx {
+        magnet::AnnounceCtx {
+            http: self.http.clone(),
+            peer_id: self.config.peer_id,
+            port: self.listen_addr.port(),
+            announce_ip: self.config.announce_ip.clone(),
+        }
     }
 
     /// Resolves announce URLs before use (Kenosis).

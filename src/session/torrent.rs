@@ -162,6 +162,9 @@ pub struct TorrentShared {
     pub verifying: std::sync::atomic::AtomicUsize,
     pub rechoke: Notify,
     pub completed: Notify,
+    /// Woken (all waiters) whenever a piece is verified and written: reads
+    /// of the mounted torrent wait on it.
+    pub piece_done: Notify,
     pub shutdown: CancellationToken,
     pub status_tx: watch::Sender<TorrentStatus>,
     cache: Mutex<VecDeque<(u32, Bytes)>>,
@@ -256,6 +259,7 @@ impl TorrentShared {
             verifying: std::sync::atomic::AtomicUsize::new(0),
             rechoke: Notify::new(),
             completed: Notify::new(),
+            piece_done: Notify::new(),
             shutdown,
             status_tx,
             cache: Mutex::new(VecDeque::new()),
@@ -425,6 +429,7 @@ impl TorrentShared {
         self.attribute_coded(piece, &data);
         let mut st = self.lock();
         st.picker.piece_verified(piece);
+        self.piece_done.notify_waiters();
         let length = data.len() as u64;
         // A good copy shows which blocks of the failed one were wrong.
         if let Some(failed) = st.failed.remove(&piece) {

@@ -10,6 +10,7 @@ pub mod resume;
 pub use check::{hash_content, hash_pieces};
 pub use fileset::FileSet;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -90,14 +91,30 @@ impl Storage {
             Ok(have) => (have, None),
             Err(why) => (Bitfield::new(count), Some(why)),
         };
-        // Pieces lying wholly in holes were never written: skip them.
-        let candidates: Vec<u32> = (0..count)
-            .filter(|&i| !have.has(i))
-            .filter(|&i| {
-                let len = u64::from(self.geometry.piece_size(i).unwrap_or(0));
-                self.files.may_have_data(self.geometry.piece_offset(i), len)
-            })
-            .collect();
+        // Pieces lying wholly in holes read as zeros: no need to read them,
+        // but a piece of zeros (a sparse disk image's) is still good data,
+        // so compare its hash with the hash of zeros instead.
+        let mut zero_hashes: HashMap<u32, [u8; 20]> = HashMap::new();
+        let mut candidates = Vec::new();
+        for i in 0..count {
+            if have.has(i) {
+                continue;
+            }
+            let len = self.geometry.piece_size(i).unwrap_or(0);
+            if self
+                .files
+                .may_have_data(self.geometry.piece_offset(i), u64::from(len))
+            {
+                candidates.push(i);
+                continue;
+            }
+            let zeros = zero_hashes
+                .entry(len)
+                .or_insert_with(|| Sha1::digest(vec![0u8; len as usize]).into());
+            if self.piece_hashes.get(i as usize) == Some(zeros) {
+                have.set(i);
+            }
+        }
         let hashes = hash_pieces(&self.files, self.geometry, &candidates, on_progress)?;
         for (&index, hash) in candidates.iter().zip(&hashes) {
             if self.piece_hashes.get(index as usize) == Some(hash) {
@@ -117,6 +134,12 @@ impl Storage {
     pub fn read(&self, index: u32, begin: u32, buf: &mut [u8]) -> io::Result<()> {
         self.files
             .read_exact_at(self.geometry.piece_offset(index) + u64::from(begin), buf)
+    }
+
+    /// Reads bytes at an offset of the whole torrent (across files), for
+    /// the mounted file system. Blocking.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.files.read_exact_at(offset, buf)
     }
 
     /// Reads a whole piece. Blocking.

@@ -147,3 +147,21 @@ fn a_symlink_inside_the_download_folder_is_never_followed() {
     assert!(Storage::open(&info, &saveas).is_err());
     assert!(!Path::new(&outside.join("victim")).exists());
 }
+
+/// Pieces of zeros lying in holes of sparse files are good data (a disk
+/// image's empty stretches): they count as present without being read,
+/// and pieces with data in holes still do not.
+#[test]
+fn zero_pieces_in_holes_are_present() {
+    let piece = 65_536u32;
+    let mut data = vec![0u8; 8 * piece as usize];
+    data[3 * piece as usize + 5] = 1; // piece 3 holds data
+    let info = torrent(&data, &[data.len()], piece);
+    let dir = tempfile::tempdir().unwrap();
+    let saveas = dir.path().join("t");
+    // A fresh download: sparse files of zeros everywhere.
+    let storage = Storage::open(&info, &saveas).unwrap();
+    let (have, _) = storage.check_existing(|_| {}).unwrap();
+    let got: Vec<u32> = have.iter_set().collect();
+    assert_eq!(got, vec![0, 1, 2, 4, 5, 6, 7]);
+}

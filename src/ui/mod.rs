@@ -2,6 +2,7 @@
 
 mod progress;
 mod status;
+pub mod tui;
 
 pub use progress::Progress;
 pub use status::{StatusMode, StatusPrinter};

@@ -31,7 +31,49 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("tracker_response", tracker_response),
     ("peer_conn", peer_conn),
     ("kenosis_name", kenosis_name),
+    ("ut_metadata", ut_metadata),
+    ("magnet", magnet),
 ];
+
+/// BEP 9 metadata messages: a decoded message re-encodes to one that
+/// decodes equal, and an assembly fed the message never panics.
+pub fn ut_metadata(data: &[u8]) {
+    use crate::peer::{MetadataAssembly, MetadataMessage};
+    let limits = Limits::DEFAULT;
+    if let Ok(msg) = MetadataMessage::decode(data, &limits) {
+        let again = MetadataMessage::decode(&msg.encode(), &limits);
+        assert_eq!(
+            again.as_ref(),
+            Ok(&msg),
+            "ut_metadata re-encoding changed it"
+        );
+        // Sizes around the message's own claim, so data messages sometimes
+        // fit the assembly and reach the hash check.
+        let size = match &msg {
+            MetadataMessage::Data { total_size, .. } => *total_size,
+            _ => data.len() as u64,
+        };
+        if let Ok(mut a) = MetadataAssembly::new(crate::InfoHash([0; 20]), size, &limits) {
+            while a.next_request().is_some() {}
+            let _ = a.on_message(msg);
+        }
+    }
+}
+
+/// Magnet links: what parses prints as a link that parses equal.
+pub fn magnet(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(m) = crate::Magnet::parse(text, &Limits::DEFAULT) {
+        // Escaping can make the printed link longer than the limit allows.
+        let uri = m.to_uri();
+        if uri.len() <= Limits::DEFAULT.tracker_max_query {
+            let again = crate::Magnet::parse(&uri, &Limits::DEFAULT);
+            assert_eq!(again.as_ref(), Ok(&m), "magnet re-encoding changed it");
+        }
+    }
+}
 
 /// Bencode: a decoded value re-encodes to a document that decodes equal.
 pub fn bencode_doc(data: &[u8]) {

@@ -50,6 +50,12 @@ pub struct Limits {
     /// Our own outstanding requests to one peer (upper bound of the adaptive
     /// pipeline).
     pub max_outstanding_requests: usize,
+    /// Largest info dictionary we fetch from peers for a magnet link
+    /// (BEP 9): a peer's `metadata_size` above it is refused before any
+    /// buffer is allocated. Real info dictionaries reach a few MiB.
+    pub metadata_max_size: usize,
+    /// Metadata pieces requested from one peer at a time.
+    pub metadata_max_in_flight: usize,
 
     // --- tracker ---------------------------------------------------------
     /// Largest announce/scrape query string we parse.
@@ -142,6 +148,8 @@ impl Limits {
         max_block_length: 128 << 10,
         max_queued_requests: 2000,
         max_outstanding_requests: 2000,
+        metadata_max_size: 16 << 20,
+        metadata_max_in_flight: 8,
         tracker_max_query: 8 << 10,
         tracker_max_params: 128,
         tracker_max_numwant: 200,

@@ -42,6 +42,12 @@ impl PeerTask {
     /// Our `m` entries: the coded extension when we offer it.
     pub(crate) fn our_extensions(&self) -> std::collections::BTreeMap<String, u8> {
         let mut m = std::collections::BTreeMap::new();
+        // Every torrent serves its metadata (BEP 9), so magnet-link
+        // downloaders can start from us.
+        m.insert(
+            wire::peer::METADATA_EXTENSION.to_owned(),
+            crate::session::peer::METADATA_ID,
+        );
         if self.coded_caps().is_some() {
             m.insert(wire::peer::RAPTORQ_EXTENSION.to_owned(), RAPTORQ_ID);
         }

@@ -20,6 +20,7 @@ use wire::peer::{
 };
 use wire::{Bitfield, BlockRef, Limits};
 
+mod metadata;
 mod util;
 mod writer;
 
@@ -49,6 +50,8 @@ const OUR_REQQ: u32 = 2000;
 /// How long to wait for the extended handshake of a peer that set the
 /// BEP 10 bit before treating it as legacy.
 const EXT_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+/// The id under which we receive `ut_metadata` (BEP 9) messages.
+pub const METADATA_ID: u8 = 2;
 
 /// Reads the 68-byte handshake from a fresh connection.
 pub async fn read_handshake<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Handshake> {
@@ -303,7 +306,7 @@ impl PeerTask {
                 listen_port: Some(self.torrent.listen_port),
                 reqq: Some(OUR_REQQ),
                 your_ip: Some(self.addr.ip()),
-                metadata_size: None,
+                metadata_size: Some(self.torrent.info.raw.len() as u64),
                 raptorq: self.coded_caps(),
             };
             self.send(Message::Extended {
@@ -327,6 +330,8 @@ impl PeerTask {
             PeerEvent::Extended { id, payload } => {
                 if id == super::coded::link::RAPTORQ_ID && self.link.is_some() {
                     self.on_coded_message(payload).await?;
+                } else if id == METADATA_ID {
+                    self.on_metadata_message(&payload);
                 }
             }
             PeerEvent::Bitfield => {

@@ -77,6 +77,9 @@ pub struct Picker {
     /// Buffers of written pieces, reused for new ones: no allocation, no
     /// zeroing, no page faults per piece.
     spare: Vec<Vec<u8>>,
+    /// Pieces someone is waiting for (a read on the mounted torrent): they
+    /// are started before any other and their blocks requested first.
+    urgent: std::collections::BTreeSet<u32>,
     rng: SmallRng,
 }
 
@@ -92,12 +95,23 @@ impl Picker {
             partial: HashMap::new(),
             verifying: HashSet::new(),
             spare: Vec::new(),
+            urgent: std::collections::BTreeSet::new(),
             rng: SmallRng::from_os_rng(),
         }
     }
 
     pub fn done(&self) -> &Bitfield {
         &self.done
+    }
+
+    /// Raises `pieces` to top priority until they are verified (the
+    /// priority hook for streaming reads). Pieces already done are ignored.
+    pub fn prioritize(&mut self, pieces: impl IntoIterator<Item = u32>) {
+        for p in pieces {
+            if p < self.geometry.piece_count() && !self.done.has(p) {
+                self.urgent.insert(p);
+            }
+        }
     }
 
     /// Whether `theirs` has a piece we still need.
@@ -196,7 +210,14 @@ impl Picker {
             .filter(|(&p, part)| !part.coded && theirs.has(p) && !self.shuns(peer, p, part))
             .map(|(&p, part)| (p, part.received))
             .collect();
-        started.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let urgent = &self.urgent;
+        started.sort_unstable_by(|a, b| {
+            urgent
+                .contains(&b.0)
+                .cmp(&urgent.contains(&a.0))
+                .then(b.1.cmp(&a.1))
+                .then(a.0.cmp(&b.0))
+        });
         for (piece, _) in started {
             if out.len() >= max {
                 break;
@@ -233,6 +254,16 @@ impl Picker {
     }
 
     fn choose_new_piece(&mut self, theirs: &Bitfield) -> Option<u32> {
+        // Waited-for pieces first, in order (a streaming read wants the
+        // earliest first).
+        if let Some(&p) = self.urgent.iter().find(|&&p| {
+            theirs.has(p)
+                && !self.done.has(p)
+                && !self.partial.contains_key(&p)
+                && !self.verifying.contains(&p)
+        }) {
+            return Some(p);
+        }
         let candidates = theirs.iter_set().filter(|&p| {
             !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p)
         });
@@ -486,6 +517,7 @@ impl Picker {
 
     /// The piece passed its hash and is written.
     pub fn piece_verified(&mut self, piece: u32) {
+        self.urgent.remove(&piece);
         self.verifying.remove(&piece);
         self.partial.remove(&piece);
         self.done.set(piece);

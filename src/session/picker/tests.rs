@@ -136,3 +136,24 @@ fn failed_pieces_go_to_other_peers_and_departures_free_requests() {
     };
     assert_eq!(picker.on_block(1, wrong, &[0; 16384]), BlockOutcome::Stale);
 }
+
+#[test]
+fn urgent_pieces_are_started_and_finished_first() {
+    // 16 pieces of two blocks.
+    let geometry = PieceGeometry::new(32 * 1024, 16 * 32 * 1024).unwrap();
+    let mut picker = Picker::new(geometry, Bitfield::new(16));
+    let all = Bitfield::full(16);
+    picker.add_peer_pieces(&all);
+    // Past the random first pieces, so the order is the picker's choice.
+    for p in 0..super::RANDOM_FIRST {
+        picker.piece_verified(p);
+    }
+    picker.prioritize([15, 14, 99]);
+    let blocks = picker.pick(2, &all, 4);
+    let pieces: Vec<u32> = blocks.iter().map(|b| b.piece).collect();
+    assert_eq!(pieces, vec![14, 14, 15, 15]);
+    // Once verified, a piece is no longer urgent.
+    picker.piece_verified(14);
+    picker.prioritize([14]);
+    assert!(!picker.urgent.contains(&14));
+}

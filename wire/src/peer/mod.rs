@@ -5,11 +5,16 @@ pub mod conn;
 mod extension;
 mod handshake;
 mod message;
+mod metadata;
 
 pub use conn::{PeerConn, PeerEvent, Violation};
 pub use extension::{ExtendedHandshake, RaptorqCaps, EXT_HANDSHAKE_ID, RAPTORQ_EXTENSION};
 pub use handshake::{Handshake, Reserved, HANDSHAKE_LEN, PROTOCOL};
 pub use message::{Decoded, Message, MessageDecoder, MessageId};
+pub use metadata::{
+    metadata_piece, metadata_pieces, Assembled, MetadataAssembly, MetadataError, MetadataMessage,
+    METADATA_EXTENSION, METADATA_PIECE,
+};
 
 use thiserror::Error;
 
