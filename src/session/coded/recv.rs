@@ -179,6 +179,11 @@ impl PeerTask {
             return;
         };
         let (t, delivery) = (link.t, link.delivery);
+        if self.read_resume_at.is_some() {
+            // Over the download limit: ask for nothing until it passes, so
+            // the senders (who send only what is asked) slow down too.
+            return;
+        }
         if self.torrent.verifying.load(Ordering::Acquire) >= MAX_VERIFY_BACKLOG {
             return;
         }

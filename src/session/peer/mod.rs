@@ -221,7 +221,7 @@ pub(crate) struct PeerTask {
     pub(crate) rtt: MinRtt,
     pub(crate) last_block: Instant,
     pub(crate) serve_resume_at: Option<tokio::time::Instant>,
-    read_resume_at: Option<tokio::time::Instant>,
+    pub(crate) read_resume_at: Option<tokio::time::Instant>,
     pub(crate) outgoing: bool,
     /// The QUIC connection when this peer runs over QUIC.
     pub(crate) quic: Option<quinn::Connection>,
@@ -276,14 +276,26 @@ impl PeerTask {
                         rbuf.reserve(128 << 10);
                     }
                 }
-                _ = sleep_until(self.read_resume_at) => self.read_resume_at = None,
+                _ = sleep_until(self.read_resume_at) => {
+                    self.read_resume_at = None;
+                    // Requests held back by the download limit go out now.
+                    self.refill();
+                }
                 _ = sleep_until(self.serve_resume_at) => {
                     self.serve_resume_at = None;
                     self.serve().await?;
                 }
                 _ = drained.notified(), if serving => self.serve().await?,
                 _ = tick.tick() => self.on_tick()?,
-                dg = read_datagram(&quic), if quic.is_some() => self.on_datagram(dg?)?,
+                // Datagrams count against the download limit like TCP reads.
+                dg = read_datagram(&quic), if quic.is_some() && reading => {
+                    let dg = dg?;
+                    let delay = self.torrent.down_limit.reserve(dg.len() as u64);
+                    if !delay.is_zero() {
+                        self.read_resume_at = Some(tokio::time::Instant::now() + delay);
+                    }
+                    self.on_datagram(dg)?
+                }
                 _ = sleep_until(datagrams_due) => self.send_datagrams().await?,
                 _ = coded_tick.tick(), if coded_active => self.on_coded_tick(),
             }
