@@ -451,6 +451,9 @@ impl TorrentShared {
             let _ = tx.send(PeerCmd::Have(piece));
         }
         if complete {
+            // Publish at once rather than at the next status tick: a
+            // `get --exit-on-complete` waits on this.
+            let _ = self.status_tx.send(self.status());
             self.completed.notify_waiters();
             self.completed.notify_one();
         }
