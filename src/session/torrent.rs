@@ -199,7 +199,11 @@ impl TorrentShared {
             quic,
         } = parts;
         let complete = have.is_complete();
-        let recorded = have.count();
+        // Nothing counts as recorded yet: the first flush writes the resume
+        // file even when no piece arrives, so one found void (truncated,
+        // foreign, missing) is replaced by what the re-check found instead
+        // of forcing a re-check on every start.
+        let recorded = u32::MAX;
         let picker = Picker::new(info.geometry, have);
         // Coded transfer needs the piece size to suit RaptorQ; a torrent that
         // does not simply stays plain.
