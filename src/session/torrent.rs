@@ -463,7 +463,12 @@ impl TorrentShared {
                     .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip())
             })
             .collect();
-        let mut distinct = ips.clone();
+        // Senders already gone show as 0.0.0.0: no address to strike.
+        let mut distinct: Vec<IpAddr> = ips
+            .iter()
+            .copied()
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
         distinct.sort_unstable();
         distinct.dedup();
         tracing::warn!(piece, senders = ?distinct, "piece failed its hash check; fetching it again");
@@ -590,7 +595,7 @@ fn attribute(failed: &FailedCopy, good: &[u8]) -> Vec<IpAddr> {
         .chunks(BLOCK_SIZE as usize)
         .zip(good.chunks(BLOCK_SIZE as usize))
         .zip(&failed.senders)
-        .filter(|((bad, good), _)| bad != good)
+        .filter(|((bad, good), ip)| bad != good && !ip.is_unspecified())
         .map(|(_, ip)| *ip)
         .collect();
     culprits.sort_unstable();
