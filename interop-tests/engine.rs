@@ -194,10 +194,7 @@ fn a_peer_serving_corrupt_blocks_is_banned_and_the_file_is_right() {
         std::fs::read(&s.data).unwrap(),
         "file differs"
     );
-    assert!(
-        evil.blocks_sent.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the evil peer never served"
-    );
+    assert!(evil.sent() > 0, "the evil peer never served");
     let bans: Vec<&str> = log_text.lines().filter(|l| l.contains("banned")).collect();
     assert!(
         bans.iter().any(|l| l.contains("127.0.0.3")),

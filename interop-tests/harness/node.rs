@@ -47,7 +47,7 @@ pub fn setup_sized(tag: &str, size: usize, extra: &[&str]) -> Setup {
 }
 
 /// `bitfountain get` of `torrent` on `ip:port`, with JSON status lines every
-/// second, plain transfer only (coded transfer has its own tests).
+/// second, plain transfer only unless `extra` names a `--coded` mode.
 pub fn get_cmd(torrent: &Path, saveas: &Path, ip: &str, port: u16, extra: &[String]) -> Command {
     let mut cmd = bitfountain();
     cmd.arg("get")
@@ -62,10 +62,14 @@ pub fn get_cmd(torrent: &Path, saveas: &Path, ip: &str, port: u16, extra: &[Stri
             "--maxport",
             &port.to_string(),
         ])
-        .args(["--json", "--status-interval", "1"])
-        .args(["--coded", "off"])
-        .args(extra)
-        .env("RUST_LOG", "bitfountain=info");
+        .args(["--json", "--status-interval", "1"]);
+    if !extra.iter().any(|a| a == "--coded") {
+        cmd.args(["--coded", "off"]);
+    }
+    cmd.args(extra).env(
+        "RUST_LOG",
+        std::env::var("BF_TEST_LOG").unwrap_or("bitfountain=info".into()),
+    );
     cmd
 }
 
