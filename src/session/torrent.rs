@@ -463,18 +463,18 @@ impl TorrentShared {
                     .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip())
             })
             .collect();
-        // Senders already gone show as 0.0.0.0: no address to strike.
-        let mut distinct: Vec<IpAddr> = ips
-            .iter()
-            .copied()
-            .filter(|ip| !ip.is_unspecified())
-            .collect();
+        // Senders already gone show as 0.0.0.0: unknown, but another sender
+        // all the same, so whoever remains is not alone to blame.
+        let mut distinct = ips.clone();
         distinct.sort_unstable();
         distinct.dedup();
         tracing::warn!(piece, senders = ?distinct, "piece failed its hash check; fetching it again");
         if let [only] = distinct[..] {
-            // One sender: no doubt who sent the bad data.
-            self.strike(&mut st, only, "sent a piece that failed its hash");
+            // One sender: no doubt who sent the bad data (unless it is gone:
+            // 0.0.0.0 is nobody's address).
+            if !only.is_unspecified() {
+                self.strike(&mut st, only, "sent a piece that failed its hash");
+            }
         } else if st.failed.len() < MAX_FAILED_COPIES {
             st.failed.insert(piece, FailedCopy { data, senders: ips });
         }
