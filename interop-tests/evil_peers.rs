@@ -1,7 +1,8 @@
 //! Evil peers against our node while it downloads from an honest seed: an
 //! absurd length prefix, a short bitfield, set spare bits, HAVE out of
 //! range, requests for pieces it lacks, 100,000 queued requests, blocks
-//! never asked for, corrupt blocks, poisoned coded symbols, a peer that
+//! never asked for, corrupt blocks, poisoned coded symbols, coded symbols
+//! never asked for or with an ESI past 2^24, a peer that
 //! says nothing and one that trickles a byte a second. Our node completes
 //! with the right bytes, keeps printing status every second, bans every
 //! offender and no honest peer, drops the silent ones within the handshake
@@ -87,6 +88,8 @@ fn evil_peers_are_banned_and_the_download_completes_from_honest_ones() {
         ("127.0.0.20", Evil::RequestsForMissing),
         ("127.0.0.21", Evil::RequestFlood),
         ("127.0.0.22", Evil::PoisonedSymbols),
+        ("127.0.0.25", Evil::UnrequestedSymbols),
+        ("127.0.0.26", Evil::EsiOutOfRange),
         ("127.0.0.23", Evil::Silent),
         ("127.0.0.24", Evil::Trickle),
     ]
@@ -149,10 +152,12 @@ fn evil_peers_are_banned_and_the_download_completes_from_honest_ones() {
     // Every other offender is banned; the honest seed is not.
     let text = std::fs::read_to_string(&log).unwrap();
     // Ban lines end with the address: "banned: <why> ip=127.0.0.3".
-    let banned = |text: &str, ip: &str| {
+    let ban_reason = |text: &str, ip: &str| {
         text.lines()
-            .any(|l| l.contains("banned:") && l.trim_end().ends_with(&format!("ip={ip}")))
+            .find(|l| l.contains("banned:") && l.trim_end().ends_with(&format!("ip={ip}")))
+            .map(str::to_owned)
     };
+    let banned = |text: &str, ip: &str| ban_reason(text, ip).is_some();
     for e in connecting.iter().chain(&listening) {
         if matches!(e.evil, Evil::Silent | Evil::Trickle) {
             continue;
@@ -163,6 +168,12 @@ fn evil_peers_are_banned_and_the_download_completes_from_honest_ones() {
             "{:?} at {ip} was not banned:\n{}",
             e.evil,
             ban_lines(&text)
+        );
+        let why = ban_reason(&text, &ip).unwrap_or_default();
+        assert!(
+            expected_reason(e.evil).iter().any(|r| why.contains(r)),
+            "{:?} at {ip}: banned for the wrong reason: {why}",
+            e.evil
         );
         eprintln!(
             "{:?} at {ip}: banned (sent {}, requests {})",
@@ -279,6 +290,24 @@ fn evil_peers_are_banned_and_the_download_completes_from_honest_ones() {
     }
     assert!(rx.try_iter().last().is_some(), "status lines stopped");
     eprintln!("[{:?}] done", t0.elapsed());
+}
+
+/// What the ban line of each misbehaviour may say.
+fn expected_reason(evil: Evil) -> &'static [&'static str] {
+    match evil {
+        Evil::CorruptEveryBlock => &["failed its hash", "corrupt block"],
+        Evil::OversizedLength => &["exceeds the"],
+        Evil::ShortBitfield => &["bad bitfield: bitfield is"],
+        Evil::SpareBits => &["spare bits"],
+        Evil::HaveOutOfRange => &["have for piece"],
+        Evil::RequestsForMissing => &["pieces we do not have"],
+        Evil::RequestFlood => &["request flood"],
+        Evil::Unrequested => &["blocks we never asked for"],
+        Evil::PoisonedSymbols => &["poisoned symbols", "decode to a wrong piece"],
+        Evil::UnrequestedSymbols => &["symbols never requested", "requested"],
+        Evil::EsiOutOfRange => &["is out of range"],
+        Evil::Silent | Evil::Trickle => &[""],
+    }
 }
 
 fn ban_lines(text: &str) -> String {

@@ -43,6 +43,10 @@ pub enum Evil {
     /// A coded peer (`bf_raptorq` over TCP) answering symbol requests with
     /// garbage symbols.
     PoisonedSymbols,
+    /// A coded peer pushing 400 symbols nobody asked for.
+    UnrequestedSymbols,
+    /// A coded peer sending a symbol with ESI 2^24 (past the largest).
+    EsiOutOfRange,
     /// Connects and sends nothing at all.
     Silent,
     /// Sends its handshake one byte a second.
@@ -263,7 +267,7 @@ fn serve(
             Message::Bitfield(bits.into()).encode(&mut out);
         }
         Evil::HaveOutOfRange => Message::Have { piece: count + 10 }.encode(&mut out),
-        Evil::PoisonedSymbols => {
+        Evil::PoisonedSymbols | Evil::UnrequestedSymbols | Evil::EsiOutOfRange => {
             let hs = ExtendedHandshake {
                 extensions: BTreeMap::from([(RAPTORQ_EXTENSION.to_owned(), OUR_RAPTORQ_ID)]),
                 client: Some("evil coded".into()),
@@ -279,7 +283,13 @@ fn serve(
                 payload: Bytes::from(hs.encode()),
             }
             .encode(&mut out);
-            Message::Bitfield(full).encode(&mut out);
+            // Symbols from a peer that has nothing cannot have been asked for.
+            let bits = if t.evil == Evil::UnrequestedSymbols {
+                Bitfield::new(count).to_wire()
+            } else {
+                full
+            };
+            Message::Bitfield(bits).encode(&mut out);
             Message::Unchoke.encode(&mut out);
         }
         _ if seedlike => {
@@ -365,11 +375,14 @@ fn serve(
                     if let Ok(hs) = ExtendedHandshake::decode(&payload, &Limits::DEFAULT) {
                         their_raptorq_id = hs.id_of(RAPTORQ_EXTENSION);
                     }
+                    if let Some(id) = their_raptorq_id {
+                        push_symbols(t, id, &mut reply, record);
+                    }
                 }
                 Message::Extended {
                     id: OUR_RAPTORQ_ID,
                     payload,
-                } => {
+                } if t.evil == Evil::PoisonedSymbols => {
                     let tsym = 1024;
                     if let (Ok(CodedMessage::SymbolRequest { range, .. }), Some(id)) = (
                         CodedMessage::decode(&payload, tsym, &Limits::DEFAULT),
@@ -415,6 +428,31 @@ fn serve(
         stream.write_all(&reply)?;
     }
     Ok(())
+}
+
+/// The unasked-for symbol messages of the coded misbehaviours, sent as soon
+/// as our node's extended handshake names its `bf_raptorq` id.
+fn push_symbols(t: &Torrent, id: u8, out: &mut BytesMut, record: &Record) {
+    let tsym = 1024u32;
+    // (piece, first ESI, symbols)
+    let messages: Vec<(u32, u32, u32)> = match t.evil {
+        Evil::UnrequestedSymbols => (0..4).map(|i| (i, 0, 100)).collect(),
+        Evil::EsiOutOfRange => vec![(0, 1 << 24, 1)],
+        _ => Vec::new(),
+    };
+    for (piece, first_esi, count) in messages {
+        let symbols = CodedMessage::Symbols {
+            piece,
+            first_esi,
+            data: vec![0x5a; (count * tsym) as usize].into(),
+        };
+        Message::Extended {
+            id,
+            payload: symbols.encode(),
+        }
+        .encode(out);
+        record.sent.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// 100,000 requests for blocks of pieces our node has, in 1,000-request
