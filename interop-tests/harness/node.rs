@@ -47,7 +47,8 @@ pub fn setup_sized(tag: &str, size: usize, extra: &[&str]) -> Setup {
 }
 
 /// `bitfountain get` of `torrent` on `ip:port`, with JSON status lines every
-/// second, plain transfer only unless `extra` names a `--coded` mode.
+/// second, plain transfer only unless `extra` names a `--coded` mode. Logs
+/// at info level, or as `BF_TEST_LOG` says (e.g. `bitfountain=debug`).
 pub fn get_cmd(torrent: &Path, saveas: &Path, ip: &str, port: u16, extra: &[String]) -> Command {
     let mut cmd = bitfountain();
     cmd.arg("get")
