@@ -6,9 +6,10 @@
 //! says nothing and one that trickles a byte a second. Our node completes
 //! with the right bytes, keeps printing status every second, bans every
 //! offender and no honest peer, drops the silent ones within the handshake
-//! timeout, and after a bounded soak of 150 more hostile connections its
-//! memory has grown by less than the stated bound and it still serves a
-//! fresh leecher the whole file.
+//! timeout, and after a bounded soak of 150 more hostile connections and
+//! 400 silent ones its memory has grown by less than the stated bound, its
+//! descriptors stayed bounded, and it still serves a fresh leecher the
+//! whole file.
 
 mod harness;
 
@@ -241,6 +242,39 @@ fn evil_peers_are_banned_and_the_download_completes_from_honest_ones() {
         drop(batch);
         soaked += 6;
     }
+    // A horde of 400 silent connections from 100 addresses: waiting
+    // handshakes are capped, so our node's descriptors stay bounded.
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before = fds();
+    let horde: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|i| {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            let src: std::net::SocketAddr = format!("127.0.8.{}:0", i % 100 + 1).parse().ok()?;
+            socket.bind(&src.into()).ok()?;
+            socket
+                .connect_timeout(&node_addr.into(), Duration::from_secs(2))
+                .ok()?;
+            Some(socket.into())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let fds_horde = fds();
+    eprintln!(
+        "{} silent connections: our node's descriptors {fds_before} -> {fds_horde}",
+        horde.len()
+    );
+    assert!(horde.len() >= 300, "only {} connections made", horde.len());
+    assert!(
+        fds_horde < fds_before + 200,
+        "descriptors grew from {fds_before} to {fds_horde} with {} silent connections",
+        horde.len()
+    );
+    drop(horde);
     std::thread::sleep(Duration::from_secs(1));
     let (rss_after, peak) = rss_kib(pid);
     eprintln!(
