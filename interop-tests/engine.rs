@@ -5,94 +5,26 @@
 
 mod harness;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use harness::evil::{Evil, EvilPeer};
+use harness::node::*;
 use harness::*;
 use wire::{Limits, Metainfo};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 const SIZE: usize = 64 << 20;
 
-/// A free TCP port on `ip` (bound and released; good enough on loopback).
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Setup {
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    torrent: PathBuf,
-}
-
 fn setup(tag: &str) -> Setup {
-    let dir = temp_dir(tag);
-    let data = dir.path().join("data.bin");
-    write_random_file(&data, SIZE, 7);
-    let torrent = dir.path().join("data.torrent");
-    // No tracker answers there: peers are given with --peer.
-    run_ok(
-        bitfountain()
-            .arg("make")
-            .arg(&data)
-            .arg("http://127.0.0.1:9/announce")
-            .arg("-o")
-            .arg(&torrent),
-    );
-    Setup { dir, data, torrent }
+    setup_sized(tag, SIZE, &[])
 }
 
 /// `bitfountain get` on `ip`, with JSON status lines.
 fn get(s: &Setup, saveas: &Path, ip: &str, port: u16, extra: &[String]) -> Command {
-    let mut cmd = bitfountain();
-    cmd.arg("get")
-        .arg(&s.torrent)
-        .arg("--saveas")
-        .arg(saveas)
-        .args([
-            "--bind",
-            ip,
-            "--minport",
-            &port.to_string(),
-            "--maxport",
-            &port.to_string(),
-        ])
-        .args(["--json", "--status-interval", "1"])
-        // These tests are about the plain engine; coded transfer has its own.
-        .args(["--coded", "off"])
-        .args(extra)
-        .env("RUST_LOG", "bitfountain=info");
-    cmd
-}
-
-/// Status lines of a running `get`, forwarded from a reader thread.
-fn status_lines(child: &mut std::process::Child) -> mpsc::Receiver<serde_json::Value> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v.get("pieces_total").is_some() && tx.send(v).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
-fn last_status(rx: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
-    rx.try_iter().last().expect("no status line")
+    get_cmd(&s.torrent, saveas, ip, port, extra)
 }
 
 #[test]
@@ -262,10 +194,7 @@ fn a_peer_serving_corrupt_blocks_is_banned_and_the_file_is_right() {
         std::fs::read(&s.data).unwrap(),
         "file differs"
     );
-    assert!(
-        evil.blocks_sent.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the evil peer never served"
-    );
+    assert!(evil.sent() > 0, "the evil peer never served");
     let bans: Vec<&str> = log_text.lines().filter(|l| l.contains("banned")).collect();
     assert!(
         bans.iter().any(|l| l.contains("127.0.0.3")),

@@ -192,6 +192,23 @@ pub async fn fetch_torrent(url: &str) -> Result<Metainfo> {
         .with_context(|| format!("{url} is not a valid torrent"))
 }
 
+/// The torrent's name in the current folder, where the download goes when
+/// no `--saveas` is given. The name is a checked single component; what
+/// already lies there is the download folder's business, so a symlink in its
+/// place is refused: the torrent, not the user, chose to write there, and
+/// following it could lead anywhere (a symlink the user makes is honoured
+/// through `--saveas`).
+fn default_saveas(name: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(name);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!(
+            "refusing to follow the symlink {} (named by the torrent); give --saveas to choose where to save",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A running session with its one torrent, checked and started, as `get`
 /// and `mount` both need it.
 pub(crate) struct Started {
@@ -242,10 +259,10 @@ pub(crate) async fn start(args: &GetArgs) -> Result<Started> {
             resolved.meta
         }
     };
-    let saveas = args
-        .saveas
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&meta.info.name));
+    let saveas = match &args.saveas {
+        Some(path) => path.clone(),
+        None => default_saveas(&meta.info.name)?,
+    };
     let kenosis_urls = meta
         .tracker_tiers()
         .iter()

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod evil;
 pub mod evil_coded;
 pub mod netns;
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

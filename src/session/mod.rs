@@ -371,11 +371,59 @@ fn set_congestion(socket: &tokio::net::TcpSocket, congestion: Option<&str>) -> s
     Ok(())
 }
 
+/// Incoming connections still owing their handshake, counted in all and
+/// per address.
+#[derive(Clone, Default)]
+struct PendingHandshakes(Arc<Mutex<HashMap<std::net::IpAddr, usize>>>);
+
+/// Most incoming connections waiting for their handshake at once.
+const MAX_PENDING_HANDSHAKES: usize = 128;
+/// Most of them from one address.
+const MAX_PENDING_HANDSHAKES_PER_IP: usize = 8;
+
+/// A place among the pending handshakes, given back when dropped.
+struct PendingSlot {
+    ip: std::net::IpAddr,
+    all: PendingHandshakes,
+}
+
+impl PendingHandshakes {
+    fn admit(&self, ip: std::net::IpAddr) -> Option<PendingSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = map.values().sum();
+        let mine = map.entry(ip).or_default();
+        if total >= MAX_PENDING_HANDSHAKES || *mine >= MAX_PENDING_HANDSHAKES_PER_IP {
+            if *mine == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *mine += 1;
+        Some(PendingSlot {
+            ip,
+            all: self.clone(),
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut map = self.all.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     torrents: Arc<Mutex<HashMap<InfoHash, Arc<TorrentShared>>>>,
     shutdown: CancellationToken,
 ) {
+    let handshakes = PendingHandshakes::default();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -389,6 +437,13 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Connections that have not sent their handshake yet each hold a
+        // socket for up to the handshake timeout: bounded in all and per
+        // address, so silent connections cannot use up our descriptors.
+        let Some(pending) = handshakes.admit(addr.ip()) else {
+            tracing::debug!(peer = %addr, "dropped: too many handshakes in progress");
+            continue;
+        };
         let torrents = torrents.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -399,6 +454,7 @@ async fn accept_loop(
                     return;
                 }
             };
+            drop(pending);
             let torrent = torrents
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -494,5 +550,31 @@ async fn connect_peer(torrent: Arc<TorrentShared>, addr: SocketAddr, config: Arc
     };
     if let Err(e) = result {
         tracing::debug!(peer = %addr, "connection ended: {e:#}");
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+
+    #[test]
+    fn pending_handshakes_are_bounded_in_all_and_per_address() {
+        let pending = PendingHandshakes::default();
+        let one: std::net::IpAddr = [10, 0, 0, 1].into();
+        let mine: Vec<_> = (0..MAX_PENDING_HANDSHAKES_PER_IP)
+            .map(|_| pending.admit(one).unwrap())
+            .collect();
+        assert!(pending.admit(one).is_none(), "per-address cap");
+        drop(mine);
+        assert!(pending.admit(one).is_some(), "slots come back");
+        let all: Vec<_> = (0..MAX_PENDING_HANDSHAKES)
+            .map(|i| {
+                let ip: std::net::IpAddr = [10, 1, (i / 250) as u8, (i % 250) as u8].into();
+                pending.admit(ip).unwrap()
+            })
+            .collect();
+        assert!(pending.admit([10, 2, 0, 1].into()).is_none(), "total cap");
+        drop(all);
+        assert!(pending.0.lock().unwrap().is_empty());
     }
 }

@@ -205,7 +205,11 @@ impl TorrentShared {
             quic,
         } = parts;
         let complete = have.is_complete();
-        let recorded = have.count();
+        // Nothing counts as recorded yet: the first flush writes the resume
+        // file even when no piece arrives, so one found void (truncated,
+        // foreign, missing) is replaced by what the re-check found instead
+        // of forcing a re-check on every start.
+        let recorded = u32::MAX;
         let picker = Picker::new(info.geometry, have);
         // Coded transfer needs the piece size to suit RaptorQ; a torrent that
         // does not simply stays plain.
@@ -470,13 +474,18 @@ impl TorrentShared {
                     .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip())
             })
             .collect();
+        // Senders already gone show as 0.0.0.0: unknown, but another sender
+        // all the same, so whoever remains is not alone to blame.
         let mut distinct = ips.clone();
         distinct.sort_unstable();
         distinct.dedup();
         tracing::warn!(piece, senders = ?distinct, "piece failed its hash check; fetching it again");
         if let [only] = distinct[..] {
-            // One sender: no doubt who sent the bad data.
-            self.strike(&mut st, only, "sent a piece that failed its hash");
+            // One sender: no doubt who sent the bad data (unless it is gone:
+            // 0.0.0.0 is nobody's address).
+            if !only.is_unspecified() {
+                self.strike(&mut st, only, "sent a piece that failed its hash");
+            }
         } else if st.failed.len() < MAX_FAILED_COPIES {
             st.failed.insert(piece, FailedCopy { data, senders: ips });
         }
@@ -598,7 +607,7 @@ fn attribute(failed: &FailedCopy, good: &[u8]) -> Vec<IpAddr> {
         .chunks(BLOCK_SIZE as usize)
         .zip(good.chunks(BLOCK_SIZE as usize))
         .zip(&failed.senders)
-        .filter(|((bad, good), _)| bad != good)
+        .filter(|((bad, good), ip)| bad != good && !ip.is_unspecified())
         .map(|(_, ip)| *ip)
         .collect();
     culprits.sort_unstable();

@@ -9,6 +9,7 @@
 use bytes::BytesMut;
 
 use crate::bencode;
+use crate::fountain::{CodedMessage, DatagramFrame, DatagramPacer, PacerConfig};
 use crate::kenosis::{classify_dns_name, DnsName, KenosisHost, KenosisUrl, Key, KEY_MAX_LEN};
 use crate::metainfo::{Info, Metainfo};
 use crate::peer::{Decoded, ExtendedHandshake, Handshake, MessageDecoder, PeerConn, PeerEvent};
@@ -33,6 +34,9 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("kenosis_name", kenosis_name),
     ("ut_metadata", ut_metadata),
     ("magnet", magnet),
+    ("fountain_message", fountain_message),
+    ("fountain_datagram", fountain_datagram),
+    ("fountain_pacer", fountain_pacer),
 ];
 
 /// BEP 9 metadata messages: a decoded message re-encodes to one that
@@ -253,5 +257,131 @@ pub fn kenosis_name(data: &[u8]) {
         assert!(key_ok(&key), "bad key from a DNS name");
         let again = classify_dns_name(&format!("{key}.{zone}."), zone);
         assert_eq!(again, DnsName::Key(key));
+    }
+}
+
+/// The symbol size a coded-transfer input is parsed with: the first two bytes
+/// (0 included, which a torrent never yields but the parser must survive).
+fn split_t(data: &[u8]) -> Option<(u32, bytes::Bytes)> {
+    let (head, rest) = data.split_at_checked(2)?;
+    let t = u32::from(u16::from_be_bytes([*head.first()?, *head.get(1)?]));
+    Some((t, bytes::Bytes::copy_from_slice(rest)))
+}
+
+/// A `bf_raptorq` extended-message payload: what parses re-encodes to the
+/// same bytes and stays within the ESI and per-message limits.
+pub fn fountain_message(data: &[u8]) {
+    let limits = Limits::DEFAULT;
+    let Some((t, payload)) = split_t(data) else {
+        return;
+    };
+    let Ok(msg) = CodedMessage::decode(&payload, t, &limits) else {
+        return;
+    };
+    assert_eq!(msg.encode(), payload, "coded message re-encoding differs");
+    let ranges = match &msg {
+        CodedMessage::SymbolRequest { range, .. }
+        | CodedMessage::Cancel(range)
+        | CodedMessage::Reject { range, .. }
+        | CodedMessage::RangeSent { range, .. } => vec![*range],
+        CodedMessage::Symbols {
+            piece,
+            first_esi,
+            data,
+        } => {
+            assert!(t > 0 && !data.is_empty() && data.len() % t as usize == 0);
+            let count = u32::try_from(data.len() / t as usize).unwrap_or(u32::MAX);
+            vec![crate::fountain::SymbolRange {
+                piece: *piece,
+                first_esi: *first_esi,
+                count,
+            }]
+        }
+        CodedMessage::PieceDone { .. } | CodedMessage::Ack { .. } => Vec::new(),
+    };
+    for r in ranges {
+        assert!(r.count <= limits.max_symbols_per_message);
+        assert!(r.end().saturating_sub(1) <= limits.max_esi);
+    }
+}
+
+/// A QUIC datagram frame: what parses carries whole symbols with ESIs below
+/// 2^24 and re-encodes to the same bytes.
+pub fn fountain_datagram(data: &[u8]) {
+    let limits = Limits::DEFAULT;
+    let Some((t, datagram)) = split_t(data) else {
+        return;
+    };
+    let Ok(frame) = DatagramFrame::decode(&datagram, t, &limits) else {
+        return;
+    };
+    let count = frame.count(t);
+    assert!(t > 0 && (1..=255).contains(&count));
+    assert_eq!(frame.symbols.len(), count as usize * t as usize);
+    assert!(frame.esi + (count - 1) <= limits.max_esi);
+    assert_eq!(frame.encode(t), datagram, "datagram re-encoding differs");
+}
+
+/// The datagram pacer driven by a hostile receiver: a sequence of sends,
+/// acknowledgements with arbitrary sequence numbers and byte counts, and
+/// clock steps. The rate stays finite and within its configured bounds, and
+/// the next send time never lies absurdly far ahead.
+pub fn fountain_pacer(data: &[u8]) {
+    let config = PacerConfig::default();
+    let start = std::time::Instant::now();
+    let mut now = start;
+    let mut pacer = DatagramPacer::new(config.clone(), now);
+    let mut sends = 0u64;
+    for op in data.chunks_exact(9) {
+        let Some((&kind, rest)) = op.split_first() else {
+            return;
+        };
+        let a = rest
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes);
+        let b = rest
+            .get(4..)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes);
+        let (Some(a), Some(b)) = (a, b) else {
+            return;
+        };
+        match kind % 4 {
+            // A datagram of up to 64 KiB.
+            0 => {
+                sends += 1;
+                let _ = pacer.on_send((a % 65_536) as usize + 1, now);
+            }
+            // An acknowledgement of any sequence number and byte count
+            // (`b` scaled up so huge counts are reachable).
+            // The receiver's clock is any value: it only counts in
+            // differences, wrapping.
+            1 => pacer.on_ack(a, u64::from(b) << (kind >> 4), b.rotate_left(7), now),
+            // The clock moves up to ~65 s.
+            // The clock moves up to ~65 s; sometimes the sender had
+            // nothing to send.
+            2 => {
+                now += std::time::Duration::from_micros(u64::from(a % 65_536_000));
+                if kind & 0x10 != 0 {
+                    pacer.on_idle();
+                }
+            }
+            // An acknowledgement of a recent sequence number.
+            _ => {
+                sends += 1;
+                let seq = pacer.on_send(1200, now).wrapping_sub(a % 64);
+                pacer.on_ack(seq, u64::from(b), b, now);
+            }
+        }
+        let rate = pacer.rate();
+        assert!(rate.is_finite() && rate >= config.min_rate && rate <= config.max_rate);
+        assert!(pacer.loss().is_finite() && (0.0..=1.0).contains(&pacer.loss()));
+        // One 64 KiB datagram at the slowest rate is about a second; a
+        // schedule further out than the sends can explain is a bug.
+        let per_send = 65_536.0 / config.min_rate;
+        let horizon = now.duration_since(start)
+            + std::time::Duration::from_secs_f64(per_send * (sends as f64 + 1.0));
+        assert!(pacer.next_send_time(now).duration_since(start) <= horizon);
     }
 }

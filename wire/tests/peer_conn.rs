@@ -289,6 +289,47 @@ fn chokes_drop_or_reject_requests() {
 }
 
 #[test]
+fn requests_while_choked_or_repeated_are_a_flood_past_the_queue_limit() {
+    let max = Limits::DEFAULT.max_queued_requests;
+    for fast in [false, true] {
+        // While choked: a CHOKE's worth crossing on the wire is fine, and a
+        // new CHOKE allows as many again; past that it is a flood.
+        let (mut c, ours, now) = conn(fast);
+        for i in 0..max {
+            let b = block(i as u32 % PIECES, 0);
+            assert!(c.receive(Message::Request(b), &ours, now).is_ok(), "{i}");
+        }
+        c.unchoke(now);
+        c.choke(now);
+        for i in 0..max {
+            let b = block(i as u32 % PIECES, 0);
+            assert!(c.receive(Message::Request(b), &ours, now).is_ok(), "{i}");
+        }
+        assert_eq!(
+            c.receive(Message::Request(block(0, 0)), &ours, now),
+            Err(Violation::RequestFlood(max))
+        );
+        // Unchoked: the same block asked for over and over.
+        let (mut c, ours, now) = conn(fast);
+        c.unchoke(now);
+        assert_eq!(
+            c.receive(Message::Request(block(0, 0)), &ours, now),
+            Ok(PeerEvent::RequestQueued)
+        );
+        for _ in 0..max {
+            assert_eq!(
+                c.receive(Message::Request(block(0, 0)), &ours, now),
+                Ok(PeerEvent::Nothing)
+            );
+        }
+        assert_eq!(
+            c.receive(Message::Request(block(0, 0)), &ours, now),
+            Err(Violation::RequestFlood(max))
+        );
+    }
+}
+
+#[test]
 fn keepalives_and_idle_timeout() {
     let (mut c, ours, now) = conn(false);
     assert_eq!(c.poll_time(now + Duration::from_secs(1)), Ok(None));

@@ -65,6 +65,11 @@ pub struct CodedLink {
     pub dg_acked: u64,
     /// Symbols they sent that we never asked for.
     pub unrequested: u32,
+    /// Symbols we asked them for, and symbols they sent, over the whole
+    /// connection: a receiver-driven sender never sends more than asked,
+    /// whatever became of the pieces meanwhile.
+    pub asked: u64,
+    pub got: u64,
     /// Symbols of no use: (late, after their range was written off; other
     /// surplus: duplicates, decoder full, piece already done).
     pub late: u64,
@@ -97,6 +102,8 @@ impl CodedLink {
             dg_received: 0,
             dg_acked: 0,
             unrequested: 0,
+            asked: 0,
+            got: 0,
             late: 0,
             surplus: 0,
         }

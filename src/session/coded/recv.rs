@@ -279,6 +279,9 @@ impl PeerTask {
             self.torrent.coded_decoded(piece, d);
         }
         for range in ranges {
+            if let Some(link) = self.link.as_mut() {
+                link.asked += u64::from(range.count);
+            }
             self.send_coded(CodedMessage::SymbolRequest { range, delivery });
         }
     }
@@ -342,6 +345,16 @@ impl PeerTask {
             link.late += late;
             link.surplus += surplus;
             link.unrequested += unrequested;
+            link.got += (data.len() / t) as u64;
+            if link.got > link.asked + u64::from(MAX_UNREQUESTED) {
+                // Symbols of pieces we never started, or already finished,
+                // count as surplus above; none may exceed what was asked.
+                return Err(Violation::Coded(format!(
+                    "{} symbols sent, {} requested",
+                    link.got, link.asked
+                ))
+                .into());
+            }
             if link.unrequested > MAX_UNREQUESTED {
                 return Err(Violation::Coded(format!(
                     "{} symbols never requested",

@@ -15,8 +15,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use wire::peer::{
-    Decoded, ExtendedHandshake, Handshake, Message, MessageDecoder, PeerConn, PeerEvent, Reserved,
-    Violation, HANDSHAKE_LEN,
+    Decoded, ExtendedHandshake, Handshake, Message, MessageDecoder, PeerConn, PeerEvent,
+    PeerWireError, Reserved, Violation, HANDSHAKE_LEN,
 };
 use wire::{Bitfield, BlockRef, Limits};
 
@@ -101,6 +101,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> StartedPeer<S> {
                 if !matches!(v, Violation::Idle(_)) {
                     torrent.ban(addr.ip(), &v.to_string());
                 }
+            } else if let Some(w) = e.downcast_ref::<PeerWireError>() {
+                // Malformed framing (an absurd length prefix, a message of
+                // the wrong size): no honest client sends it.
+                torrent.ban(addr.ip(), &w.to_string());
             }
         }
         result

@@ -335,9 +335,10 @@ impl Picker {
         Some(piece)
     }
 
-    /// Plain pieces that `theirs` has and nobody is working on (every block
-    /// missing, e.g. restarted after a hash failure): a coded peer may take
-    /// them over at any time.
+    /// Plain pieces that `theirs` has and nobody is working on (no block
+    /// requested from anyone: restarted after a hash failure, or left half
+    /// received by a peer that went away): a coded peer may take them over
+    /// at any time, the blocks already received feeding its decoder.
     pub fn idle_plain_partials(&self, theirs: &Bitfield) -> Vec<u32> {
         let mut v: Vec<u32> = self
             .partial
@@ -345,7 +346,7 @@ impl Picker {
             .filter(|(&p, part)| {
                 !part.coded
                     && theirs.has(p)
-                    && part.blocks.iter().all(|b| matches!(b, Block::Missing))
+                    && !part.blocks.iter().any(|b| matches!(b, Block::Requested(_)))
             })
             .map(|(&p, _)| p)
             .collect();

@@ -157,3 +157,40 @@ fn urgent_pieces_are_started_and_finished_first() {
     picker.prioritize([14]);
     assert!(!picker.urgent.contains(&14));
 }
+
+#[test]
+fn a_half_received_piece_left_by_a_departed_peer_is_idle_for_coded_peers() {
+    let g = geometry();
+    let mut picker = Picker::new(g, Bitfield::new(8));
+    let seed = Bitfield::full(8);
+    picker.add_peer_pieces(&seed);
+    // Peer 1 gets two blocks of a piece, then leaves with the rest requested.
+    let blocks = picker.pick(1, &seed, 4);
+    let piece = blocks[0].piece;
+    let of_piece: Vec<BlockRef> = blocks
+        .iter()
+        .filter(|b| b.piece == piece)
+        .copied()
+        .collect();
+    assert!(of_piece.len() >= 3, "{blocks:?}");
+    assert!(
+        picker.idle_plain_partials(&seed).is_empty(),
+        "requested: not idle"
+    );
+    for b in &of_piece[..2] {
+        picker.on_block(1, *b, &data_for(*b));
+    }
+    assert!(
+        picker.idle_plain_partials(&seed).is_empty(),
+        "still requested"
+    );
+    for b in &blocks {
+        picker.release(1, *b);
+    }
+    // Nobody works on it now: a coded peer may take it over, with what
+    // was received.
+    assert_eq!(picker.idle_plain_partials(&seed), vec![piece]);
+    let received = picker.convert_to_coded(piece).unwrap();
+    assert_eq!(received.len(), 2);
+    assert!(picker.idle_plain_partials(&seed).is_empty());
+}

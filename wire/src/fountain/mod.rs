@@ -383,6 +383,14 @@ impl DatagramFrame {
         let piece = b.get_u32();
         let esi = u32::from(b.get_u8()) << 16 | u32::from(b.get_u16());
         let count = u32::from(b.get_u8());
+        if t == 0 {
+            // No torrent yields T = 0; without this check a frame claiming
+            // symbols would parse with none.
+            return Err(FountainError::RaggedSymbols {
+                len: datagram.len().saturating_sub(DATAGRAM_HEADER),
+                t,
+            });
+        }
         let expected = DATAGRAM_HEADER + count as usize * t as usize;
         if count == 0 || datagram.len() != expected {
             return Err(FountainError::BadLength {

@@ -173,4 +173,11 @@ fn datagram_frames_round_trip_and_check_length() {
         DatagramFrame::decode(&past_end.encode(1024), 1024, &l),
         Err(FountainError::EsiOutOfRange(_))
     ));
+    // Found by fuzzing: with T = 0 a header claiming three symbols matched
+    // its "expected" length of 13 bytes and parsed with no symbol at all.
+    let header_only = Bytes::copy_from_slice(&DatagramFrame::header(1, 2, 3, 3));
+    assert!(matches!(
+        DatagramFrame::decode(&header_only, 0, &l),
+        Err(FountainError::RaggedSymbols { .. })
+    ));
 }

@@ -126,6 +126,10 @@ pub struct PeerConn {
     allowed_fast: HashSet<u32>,
     unrequested: u32,
     bad_requests: u32,
+    /// Requests refused since our last CHOKE (sent while choked) or
+    /// repeating one already queued: a few cross a CHOKE on the wire, a
+    /// flood of them is abuse that would otherwise cost nothing to send.
+    ignored_requests: usize,
     last_received: Instant,
     last_sent: Instant,
 }
@@ -158,6 +162,7 @@ impl PeerConn {
             allowed_fast: HashSet::new(),
             unrequested: 0,
             bad_requests: 0,
+            ignored_requests: 0,
             last_received: now,
             last_sent: now,
         }
@@ -300,11 +305,16 @@ impl PeerConn {
             }
             return Ok(refuse(self));
         }
-        if self.am_choking {
-            // Requests that crossed our CHOKE on the wire are normal.
-            return Ok(refuse(self));
-        }
-        if self.queued.contains(&block) {
+        if self.am_choking || self.queued.contains(&block) {
+            // Requests that crossed our CHOKE on the wire are normal; so is
+            // the odd repeat. Thousands are a flood.
+            self.ignored_requests += 1;
+            if self.ignored_requests > self.max_queued {
+                return Err(Violation::RequestFlood(self.max_queued));
+            }
+            if self.am_choking {
+                return Ok(refuse(self));
+            }
             return Ok(PeerEvent::Nothing);
         }
         if self.queued.len() >= self.max_queued {
@@ -409,6 +419,7 @@ impl PeerConn {
             return Vec::new();
         }
         self.am_choking = true;
+        self.ignored_requests = 0;
         self.last_sent = now;
         let mut out = vec![Message::Choke];
         let queued = std::mem::take(&mut self.queued);
