@@ -7,11 +7,11 @@
 mod harness;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use harness::clients::{self, Transmission};
-use harness::evil_coded::EvilCodedPeer;
+use harness::evil::{Evil, EvilPeer};
 use harness::netns::Netns;
 use harness::*;
 
@@ -450,7 +450,7 @@ fn poisoner_is_banned_and_honest_senders_are_not() {
         &wire::Limits::DEFAULT,
     )
     .unwrap();
-    let content = Arc::new(std::fs::read(&data.source).unwrap());
+    let source = data.source.clone();
     let ns_name = ns.name.clone();
     let (info_hash, geometry) = (meta.info.info_hash, meta.info.geometry);
     let evil = std::thread::spawn(move || {
@@ -458,7 +458,13 @@ fn poisoner_is_banned_and_honest_senders_are_not() {
         // SAFETY: setns on this thread only, with a valid namespace fd.
         let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns");
-        EvilCodedPeer::start("198.18.0.4", info_hash, geometry, content)
+        EvilPeer::start(
+            "198.18.0.4",
+            info_hash,
+            geometry,
+            source,
+            Evil::SubtlePoison,
+        )
     })
     .join()
     .unwrap();
@@ -480,7 +486,7 @@ fn poisoner_is_banned_and_honest_senders_are_not() {
     wait_ok(&mut leech, "leecher", &log);
     assert!(clients::same_tree(&saveas, &data.source), "wrong bytes");
     assert!(
-        evil.corrupted.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        evil.record.sent.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "the poisoner was never asked for symbols"
     );
     let text = stderr_of(&log);

@@ -337,7 +337,9 @@ fn expected_reason(evil: Evil) -> &'static [&'static str] {
         Evil::RequestsForMissing => &["pieces we do not have"],
         Evil::RequestFlood => &["request flood"],
         Evil::Unrequested => &["blocks we never asked for"],
-        Evil::PoisonedSymbols => &["poisoned symbols", "decode to a wrong piece"],
+        Evil::PoisonedSymbols | Evil::SubtlePoison => {
+            &["poisoned symbols", "decode to a wrong piece"]
+        }
         Evil::UnrequestedSymbols => &["symbols never requested", "requested"],
         Evil::EsiOutOfRange => &["is out of range"],
         Evil::Silent | Evil::Trickle => &[""],

@@ -14,7 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use wire::fountain::CodedMessage;
+use codec::{PieceEncoder, SymbolSize, TorrentCode};
+use wire::fountain::{CodedMessage, SymbolRange};
 use wire::peer::{
     Decoded, ExtendedHandshake, Handshake, Message, MessageDecoder, RaptorqCaps, Reserved,
     EXT_HANDSHAKE_ID, RAPTORQ_EXTENSION,
@@ -43,6 +44,10 @@ pub enum Evil {
     /// A coded peer (`bf_raptorq` over TCP) answering symbol requests with
     /// garbage symbols.
     PoisonedSymbols,
+    /// A coded peer answering symbol requests with the right symbols except
+    /// the first of each range, corrupted: a poisoner hiding among honest
+    /// senders.
+    SubtlePoison,
     /// A coded peer pushing 400 symbols nobody asked for.
     UnrequestedSymbols,
     /// A coded peer sending a symbol with ESI 2^24 (past the largest).
@@ -267,7 +272,10 @@ fn serve(
             Message::Bitfield(bits.into()).encode(&mut out);
         }
         Evil::HaveOutOfRange => Message::Have { piece: count + 10 }.encode(&mut out),
-        Evil::PoisonedSymbols | Evil::UnrequestedSymbols | Evil::EsiOutOfRange => {
+        Evil::PoisonedSymbols
+        | Evil::SubtlePoison
+        | Evil::UnrequestedSymbols
+        | Evil::EsiOutOfRange => {
             let hs = ExtendedHandshake {
                 extensions: BTreeMap::from([(RAPTORQ_EXTENSION.to_owned(), OUR_RAPTORQ_ID)]),
                 client: Some("evil coded".into()),
@@ -382,16 +390,20 @@ fn serve(
                 Message::Extended {
                     id: OUR_RAPTORQ_ID,
                     payload,
-                } if t.evil == Evil::PoisonedSymbols => {
-                    let tsym = 1024;
+                } if matches!(t.evil, Evil::PoisonedSymbols | Evil::SubtlePoison) => {
+                    let tsym = SymbolSize::preferred_for(t.geometry.piece_length()).bytes();
                     if let (Ok(CodedMessage::SymbolRequest { range, .. }), Some(id)) = (
                         CodedMessage::decode(&payload, tsym, &Limits::DEFAULT),
                         their_raptorq_id,
                     ) {
-                        // Garbage of exactly the requested size.
-                        let data: Vec<u8> = (0..range.count * tsym)
-                            .map(|i| (i as u8).wrapping_mul(31) ^ range.first_esi as u8)
-                            .collect();
+                        let data: Vec<u8> = if t.evil == Evil::SubtlePoison {
+                            symbols_first_corrupted(t, range)
+                        } else {
+                            // Garbage of exactly the requested size.
+                            (0..range.count * tsym)
+                                .map(|i| (i as u8).wrapping_mul(31) ^ range.first_esi as u8)
+                                .collect()
+                        };
                         let symbols = CodedMessage::Symbols {
                             piece: range.piece,
                             first_esi: range.first_esi,
@@ -428,6 +440,32 @@ fn serve(
         stream.write_all(&reply)?;
     }
     Ok(())
+}
+
+/// The symbols of `range`, right except the first, whose first byte is
+/// flipped: source symbols are slices of the piece, repair symbols come
+/// from its encoder.
+fn symbols_first_corrupted(t: &Torrent, range: SymbolRange) -> Vec<u8> {
+    let code = TorrentCode::new(
+        t.geometry,
+        SymbolSize::preferred_for(t.geometry.piece_length()),
+    )
+    .unwrap();
+    let params = code.piece(range.piece).unwrap();
+    let (tsym, k) = (params.t() as usize, params.k());
+    let start = t.geometry.piece_offset(range.piece) as usize;
+    let piece = &t.content[start..start + params.piece_len() as usize];
+    let encoder = PieceEncoder::new(params, piece).unwrap();
+    let mut out = Vec::with_capacity(range.count as usize * tsym);
+    for esi in range.first_esi..range.first_esi + range.count {
+        if esi < k {
+            out.extend_from_slice(&codec::source_symbol(&params, piece, esi).unwrap());
+        } else {
+            out.extend_from_slice(&encoder.repair_symbol(esi).unwrap());
+        }
+    }
+    out[0] ^= 0x5a;
+    out
 }
 
 /// The unasked-for symbol messages of the coded misbehaviours, sent as soon

@@ -5,7 +5,6 @@
 
 pub mod clients;
 pub mod evil;
-pub mod evil_coded;
 pub mod netns;
 pub mod node;
 

@@ -62,26 +62,16 @@ pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
 fn enlarge_buffers(socket: &std::net::UdpSocket) {
     let socket = socket2::SockRef::from(socket);
     force_buffers(&socket);
-    for (what, result) in [
-        (
-            "receive",
-            if socket.recv_buffer_size().unwrap_or(0) >= SOCKET_BUFFER {
-                Ok(())
-            } else {
-                socket.set_recv_buffer_size(SOCKET_BUFFER)
-            },
-        ),
-        (
-            "send",
-            if socket.send_buffer_size().unwrap_or(0) >= SOCKET_BUFFER {
-                Ok(())
-            } else {
-                socket.set_send_buffer_size(SOCKET_BUFFER)
-            },
-        ),
-    ] {
-        if let Err(e) = result {
-            tracing::debug!("cannot enlarge the UDP {what} buffer: {e}");
+    // Only where forcing did not already go past the request: a plain
+    // request would shrink a forced buffer back to the sysctl cap.
+    if socket.recv_buffer_size().unwrap_or(0) < SOCKET_BUFFER {
+        if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
+            tracing::debug!("cannot enlarge the UDP receive buffer: {e}");
+        }
+    }
+    if socket.send_buffer_size().unwrap_or(0) < SOCKET_BUFFER {
+        if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER) {
+            tracing::debug!("cannot enlarge the UDP send buffer: {e}");
         }
     }
 }
