@@ -104,7 +104,16 @@ fn transport_config() -> TransportConfig {
         .keep_alive_interval(Some(Duration::from_secs(15)))
         .datagram_receive_buffer_size(Some(16 << 20))
         .datagram_send_buffer_size(4 << 20)
-        .congestion_controller_factory(Arc::new(Unlimited));
+        .congestion_controller_factory(Arc::new(Unlimited))
+        // quinn batches up to ten packets per segmentation-offload send;
+        // with packets above 6.5 KB (loopback, jumbo frames) the batch
+        // passes the kernel's 64 KiB limit, sendmsg fails with EMSGSIZE and
+        // quinn-udp drops the batch silently (it expects that error only
+        // from MTU probes). Half our datagrams vanished that way on
+        // loopback, and the "loss" then tripped quinn's black-hole
+        // detection down to 1200-byte packets. One packet per send costs
+        // little at the sizes where offload mattered.
+        .enable_segmentation_offload(false);
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     // A burst that overflows a socket buffer looks like a black hole to
     // quinn, which then falls back to 1200-byte packets for a minute by

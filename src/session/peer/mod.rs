@@ -530,9 +530,13 @@ impl PeerTask {
             tracing::debug!(peer = %self.addr, late = link.late, surplus = link.surplus, "symbols of no use");
         }
         if let Some(pacer) = self.link.as_ref().and_then(|l| l.pacer.as_ref()) {
+            let path = self.quic.as_ref().map(|q| q.stats().path);
             tracing::debug!(
                 peer = %self.addr,
                 max_datagram = ?self.quic.as_ref().and_then(|q| q.max_datagram_size()),
+                quic_lost = path.map(|p| p.lost_packets),
+                quic_sent = path.map(|p| p.sent_packets),
+                black_holes = path.map(|p| p.black_holes_detected),
                 rate_mbit = pacer.rate() * 8e-6,
                 bottleneck_mbit = pacer.bottleneck() * 8e-6,
                 loss = pacer.loss(),

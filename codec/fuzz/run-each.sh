@@ -1,0 +1,1 @@
+../../wire/fuzz/run-each.sh
