@@ -495,7 +495,7 @@ async fn quic_accept_loop(
         let torrents = torrents.clone();
         tokio::spawn(async move {
             let result = async {
-                let conn = tokio::time::timeout(quic::CONNECT_TIMEOUT, incoming)
+                let conn = tokio::time::timeout(quic::CONNECT_TIMEOUT, quic::accept(incoming)?)
                     .await
                     .map_err(|_| anyhow::anyhow!("QUIC handshake timed out"))??;
                 let addr = conn.remote_address();

@@ -12,7 +12,7 @@
 //!   64 KiB, which loopback supports), so several symbols share one.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -34,7 +34,7 @@ pub type QuicStream = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
 
 /// Binds a QUIC endpoint (server and client) on `addr`.
 pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = provider();
     let mut endpoint_config = EndpointConfig::default();
     // Let loopback and jumbo-frame paths carry big datagrams.
     endpoint_config
@@ -46,13 +46,32 @@ pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
     let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime for QUIC"))?;
     let mut endpoint = Endpoint::new(
         endpoint_config,
-        Some(server_config(provider.clone())?),
+        Some(server_config(provider.clone(), PathKind::Network)?),
         socket,
         runtime,
     )
     .context("cannot start the QUIC endpoint")?;
-    endpoint.set_default_client_config(client_config(provider)?);
+    endpoint.set_default_client_config(client_config(provider, PathKind::Network)?);
     Ok(endpoint)
+}
+
+/// Where a peer is, as far as packet sizes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathKind {
+    /// Loopback: 64 KiB packets always fit.
+    Loopback,
+    /// A real network: MTU discovery finds the size.
+    Network,
+}
+
+impl PathKind {
+    fn of(peer: SocketAddr) -> Self {
+        if peer.ip().is_loopback() {
+            PathKind::Loopback
+        } else {
+            PathKind::Network
+        }
+    }
 }
 
 /// Symbols arrive in bursts of large datagrams: the default socket buffer
@@ -98,52 +117,72 @@ fn force_buffers(socket: &socket2::SockRef<'_>) {
     }
 }
 
-fn transport_config() -> TransportConfig {
+/// quinn sends up to ten packets in one segmentation-offload (GSO) call,
+/// and the kernel refuses a call of more than 64 KiB with EMSGSIZE, which
+/// quinn-udp ignores (it expects that error only from MTU probes): the
+/// packets are dropped silently, quinn counts them lost, and its black-hole
+/// detection falls back to 1200-byte packets. So on a network path packets
+/// stay below a tenth of 64 KiB (Ethernet and jumbo frames are smaller
+/// anyway) and offload stays on, which saves CPU per 1500-byte packet; on
+/// loopback packets may be 64 KiB and go one per call.
+const OFFLOAD_SAFE_MTU: u16 = 6_500;
+
+fn transport_config(path: PathKind) -> TransportConfig {
     let mut t = TransportConfig::default();
     t.max_idle_timeout(Duration::from_secs(60).try_into().ok())
         .keep_alive_interval(Some(Duration::from_secs(15)))
         .datagram_receive_buffer_size(Some(16 << 20))
         .datagram_send_buffer_size(4 << 20)
         .congestion_controller_factory(Arc::new(Unlimited))
-        // quinn batches up to ten packets per segmentation-offload send;
-        // with packets above 6.5 KB (loopback, jumbo frames) the batch
-        // passes the kernel's 64 KiB limit, sendmsg fails with EMSGSIZE and
-        // quinn-udp drops the batch silently (it expects that error only
-        // from MTU probes). Half our datagrams vanished that way on
-        // loopback, and the "loss" then tripped quinn's black-hole
-        // detection down to 1200-byte packets. One packet per send costs
-        // little at the sizes where offload mattered.
-        .enable_segmentation_offload(false);
+        .enable_segmentation_offload(path == PathKind::Network);
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     // A burst that overflows a socket buffer looks like a black hole to
     // quinn, which then falls back to 1200-byte packets for a minute by
     // default: try the large size again soon.
-    mtu.upper_bound(65_000)
-        .interval(Duration::from_secs(30))
-        .black_hole_cooldown(Duration::from_secs(2));
+    mtu.upper_bound(match path {
+        PathKind::Loopback => 65_000,
+        PathKind::Network => OFFLOAD_SAFE_MTU,
+    })
+    .interval(Duration::from_secs(30))
+    .black_hole_cooldown(Duration::from_secs(2));
     t.mtu_discovery_config(Some(mtu));
     t
 }
 
-fn server_config(provider: Arc<CryptoProvider>) -> Result<ServerConfig> {
+/// This process's throwaway certificate and key (made once: every
+/// incoming connection gets a server config of its own).
+fn certificate() -> Result<&'static (CertificateDer<'static>, Vec<u8>)> {
+    static CERT: OnceLock<(CertificateDer<'static>, Vec<u8>)> = OnceLock::new();
+    if let Some(c) = CERT.get() {
+        return Ok(c);
+    }
     let cert = rcgen::generate_simple_self_signed(vec!["bitfountain".to_owned()])
         .context("cannot make a certificate")?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+    let made = (
+        CertificateDer::from(cert.cert.der().to_vec()),
+        cert.key_pair.serialize_der(),
+    );
+    Ok(CERT.get_or_init(|| made))
+}
+
+fn server_config(provider: Arc<CryptoProvider>, path: PathKind) -> Result<ServerConfig> {
+    let (cert, key) = certificate()?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3")?
         .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(cert.cert.der().to_vec())], key)
+        .with_single_cert(vec![cert.clone()], key)
         .context("TLS certificate")?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut server = ServerConfig::with_crypto(Arc::new(
         QuicServerConfig::try_from(tls).context("QUIC TLS")?,
     ));
-    server.transport_config(Arc::new(transport_config()));
+    server.transport_config(Arc::new(transport_config(path)));
     Ok(server)
 }
 
-fn client_config(provider: Arc<CryptoProvider>) -> Result<ClientConfig> {
+fn client_config(provider: Arc<CryptoProvider>, path: PathKind) -> Result<ClientConfig> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3")?
@@ -154,7 +193,7 @@ fn client_config(provider: Arc<CryptoProvider>) -> Result<ClientConfig> {
     let mut client = ClientConfig::new(Arc::new(
         QuicClientConfig::try_from(tls).context("QUIC TLS")?,
     ));
-    client.transport_config(Arc::new(transport_config()));
+    client.transport_config(Arc::new(transport_config(path)));
     Ok(client)
 }
 
@@ -163,14 +202,27 @@ pub async fn connect(
     endpoint: &Endpoint,
     addr: SocketAddr,
 ) -> Result<(quinn::Connection, QuicStream)> {
+    let config = client_config(provider(), PathKind::of(addr))?;
     let connecting = endpoint
-        .connect(addr, "bitfountain")
+        .connect_with(config, addr, "bitfountain")
         .context("QUIC connect")?;
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| anyhow!("QUIC handshake with {addr} timed out (UDP blocked?)"))??;
     let (send, recv) = conn.open_bi().await.context("QUIC stream")?;
     Ok((conn, tokio::io::join(recv, send)))
+}
+
+/// Accepts an incoming connection with the transport settings for its path.
+pub fn accept(incoming: quinn::Incoming) -> Result<quinn::Connecting> {
+    let config = server_config(provider(), PathKind::of(incoming.remote_address()))?;
+    incoming
+        .accept_with(Arc::new(config))
+        .context("QUIC accept")
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Accepts the protocol stream of an incoming connection.
@@ -284,14 +336,24 @@ mod tests {
         let client = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = server.local_addr().unwrap();
         let accept = tokio::spawn(async move {
-            let conn = server.accept().await.unwrap().await.unwrap();
+            let incoming = server.accept().await.unwrap();
+            let conn = accept(incoming).unwrap().await.unwrap();
             let mut stream = accept_stream(&conn).await.unwrap();
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut buf = [0u8; 5];
             stream.read_exact(&mut buf).await.unwrap();
             stream.write_all(b"world").await.unwrap();
             let dg = conn.read_datagram().await.unwrap();
-            (buf, dg.len(), conn.max_datagram_size())
+            let mut big = Vec::new();
+            while let Ok(Ok(d)) =
+                tokio::time::timeout(Duration::from_secs(2), conn.read_datagram()).await
+            {
+                big.push(d.len());
+                if big.len() == 20 {
+                    break;
+                }
+            }
+            (buf, dg.len(), big)
         });
         let (conn, mut stream) = connect(&client, addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -304,8 +366,21 @@ mod tests {
         assert!(max >= 1100, "{max}");
         conn.send_datagram(bytes::Bytes::from(vec![7u8; 1000]))
             .unwrap();
-        let (hello, len, _) = accept.await.unwrap();
+        // On loopback MTU discovery goes up to 64 KiB packets, and a run of
+        // them arrives whole (with segmentation offload, quinn's batches of
+        // such packets were dropped: see OFFLOAD_SAFE_MTU).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while conn.max_datagram_size().unwrap_or(0) < 60_000 {
+            assert!(std::time::Instant::now() < deadline, "MTU stayed small");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..20 {
+            conn.send_datagram(bytes::Bytes::from(vec![9u8; 60_000]))
+                .unwrap();
+        }
+        let (hello, len, big) = accept.await.unwrap();
         assert_eq!(&hello, b"hello");
         assert_eq!(len, 1000);
+        assert_eq!(big, vec![60_000; 20], "datagrams lost on loopback");
     }
 }
