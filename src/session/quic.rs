@@ -46,32 +46,75 @@ pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
     let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime for QUIC"))?;
     let mut endpoint = Endpoint::new(
         endpoint_config,
-        Some(server_config(provider.clone(), PathKind::Network)?),
+        Some(server_config(provider.clone(), PathLimit::UNKNOWN)?),
         socket,
         runtime,
     )
     .context("cannot start the QUIC endpoint")?;
-    endpoint.set_default_client_config(client_config(provider, PathKind::Network)?);
+    endpoint.set_default_client_config(client_config(provider, PathLimit::UNKNOWN)?);
     Ok(endpoint)
 }
 
-/// Where a peer is, as far as packet sizes go.
+/// The largest UDP payload our side of the path to a peer allows: the MTU
+/// of the route the kernel would use (64 KiB for loopback and for our own
+/// addresses, 1500 for Ethernet) less the IP and UDP headers. MTU discovery
+/// then finds what the whole path carries, up to this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PathKind {
-    /// Loopback: 64 KiB packets always fit.
-    Loopback,
-    /// A real network: MTU discovery finds the size.
-    Network,
+struct PathLimit {
+    max_payload: u16,
 }
 
-impl PathKind {
-    fn of(peer: SocketAddr) -> Self {
-        if peer.ip().is_loopback() {
-            PathKind::Loopback
-        } else {
-            PathKind::Network
+impl PathLimit {
+    /// Where the route's MTU cannot be read: Ethernet-sized and below.
+    const UNKNOWN: PathLimit = PathLimit {
+        max_payload: OFFLOAD_SAFE_MTU,
+    };
+
+    fn to(peer: SocketAddr) -> Self {
+        let headers = if peer.is_ipv4() { 20 + 8 } else { 40 + 8 };
+        match route_mtu(peer) {
+            Some(mtu) => PathLimit {
+                max_payload: mtu.saturating_sub(headers).clamp(1200, 65_000) as u16,
+            },
+            None => PathLimit::UNKNOWN,
         }
     }
+
+    /// Segmentation offload only where ten packets fit in one call.
+    fn offload(self) -> bool {
+        self.max_payload <= OFFLOAD_SAFE_MTU
+    }
+}
+
+/// The MTU of the route to `peer` (IP_MTU of a connected UDP socket: a
+/// route lookup, nothing is sent).
+fn route_mtu(peer: SocketAddr) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(peer),
+        socket2::Type::DGRAM,
+        None,
+    )
+    .ok()?;
+    socket.connect(&peer.into()).ok()?;
+    let (level, name) = if peer.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    };
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid socket fd, and a c_int with its size for the value.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            std::ptr::addr_of_mut!(mtu).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && mtu > 0).then_some(mtu as u32)
 }
 
 /// Symbols arrive in bursts of large datagrams: the default socket buffer
@@ -121,30 +164,26 @@ fn force_buffers(socket: &socket2::SockRef<'_>) {
 /// and the kernel refuses a call of more than 64 KiB with EMSGSIZE, which
 /// quinn-udp ignores (it expects that error only from MTU probes): the
 /// packets are dropped silently, quinn counts them lost, and its black-hole
-/// detection falls back to 1200-byte packets. So on a network path packets
-/// stay below a tenth of 64 KiB (Ethernet and jumbo frames are smaller
-/// anyway) and offload stays on, which saves CPU per 1500-byte packet; on
-/// loopback packets may be 64 KiB and go one per call.
+/// detection falls back to 1200-byte packets. So offload (which saves CPU
+/// per 1500-byte packet) is used only where packets stay below a tenth of
+/// 64 KiB; larger packets (loopback: 64 KiB, jumbo frames) go one per call.
 const OFFLOAD_SAFE_MTU: u16 = 6_500;
 
-fn transport_config(path: PathKind) -> TransportConfig {
+fn transport_config(path: PathLimit) -> TransportConfig {
     let mut t = TransportConfig::default();
     t.max_idle_timeout(Duration::from_secs(60).try_into().ok())
         .keep_alive_interval(Some(Duration::from_secs(15)))
         .datagram_receive_buffer_size(Some(16 << 20))
         .datagram_send_buffer_size(4 << 20)
         .congestion_controller_factory(Arc::new(Unlimited))
-        .enable_segmentation_offload(path == PathKind::Network);
+        .enable_segmentation_offload(path.offload());
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     // A burst that overflows a socket buffer looks like a black hole to
     // quinn, which then falls back to 1200-byte packets for a minute by
     // default: try the large size again soon.
-    mtu.upper_bound(match path {
-        PathKind::Loopback => 65_000,
-        PathKind::Network => OFFLOAD_SAFE_MTU,
-    })
-    .interval(Duration::from_secs(30))
-    .black_hole_cooldown(Duration::from_secs(2));
+    mtu.upper_bound(path.max_payload)
+        .interval(Duration::from_secs(30))
+        .black_hole_cooldown(Duration::from_secs(2));
     t.mtu_discovery_config(Some(mtu));
     t
 }
@@ -165,7 +204,7 @@ fn certificate() -> Result<&'static (CertificateDer<'static>, Vec<u8>)> {
     Ok(CERT.get_or_init(|| made))
 }
 
-fn server_config(provider: Arc<CryptoProvider>, path: PathKind) -> Result<ServerConfig> {
+fn server_config(provider: Arc<CryptoProvider>, path: PathLimit) -> Result<ServerConfig> {
     let (cert, key) = certificate()?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -182,7 +221,7 @@ fn server_config(provider: Arc<CryptoProvider>, path: PathKind) -> Result<Server
     Ok(server)
 }
 
-fn client_config(provider: Arc<CryptoProvider>, path: PathKind) -> Result<ClientConfig> {
+fn client_config(provider: Arc<CryptoProvider>, path: PathLimit) -> Result<ClientConfig> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3")?
@@ -202,7 +241,7 @@ pub async fn connect(
     endpoint: &Endpoint,
     addr: SocketAddr,
 ) -> Result<(quinn::Connection, QuicStream)> {
-    let config = client_config(provider(), PathKind::of(addr))?;
+    let config = client_config(provider(), PathLimit::to(addr))?;
     let connecting = endpoint
         .connect_with(config, addr, "bitfountain")
         .context("QUIC connect")?;
@@ -215,7 +254,7 @@ pub async fn connect(
 
 /// Accepts an incoming connection with the transport settings for its path.
 pub fn accept(incoming: quinn::Incoming) -> Result<quinn::Connecting> {
-    let config = server_config(provider(), PathKind::of(incoming.remote_address()))?;
+    let config = server_config(provider(), PathLimit::to(incoming.remote_address()))?;
     incoming
         .accept_with(Arc::new(config))
         .context("QUIC accept")
@@ -329,6 +368,14 @@ impl Controller for Unlimited {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_routes_allow_large_packets_without_offload() {
+        let path = PathLimit::to("127.0.0.1:6881".parse().unwrap());
+        assert_eq!(path.max_payload, 65_000);
+        assert!(!path.offload());
+        assert!(PathLimit::UNKNOWN.offload());
+    }
 
     #[tokio::test]
     async fn stream_and_datagrams_work_on_loopback() {
