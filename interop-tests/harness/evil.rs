@@ -264,7 +264,7 @@ fn serve(
         }
         Evil::SpareBits => {
             assert!(
-                count % 8 != 0,
+                !count.is_multiple_of(8),
                 "spare bits need a piece count that is not a multiple of 8"
             );
             let mut bits = full.to_vec();

@@ -64,7 +64,7 @@ fn layout(sc: &Scenario) -> (usize, usize) {
     let mut rtts: Vec<f64> = sc.cells.iter().map(|c| c.link.rtt_ms).collect();
     rtts.dedup();
     let n = sc.cells.len();
-    if rtts.len() > 1 && n % rtts.len() == 0 {
+    if rtts.len() > 1 && n.is_multiple_of(rtts.len()) {
         (rtts.len(), n / rtts.len())
     } else {
         let cols = (n as f64).sqrt().ceil() as usize;

@@ -217,7 +217,7 @@ pub fn peer_conn(data: &[u8]) {
         match conn.receive(msg, &ours, now) {
             Ok(PeerEvent::RequestQueued) => {
                 assert!(conn.queued_requests() <= limits.max_queued_requests);
-                if step % 3 == 0 {
+                if step.is_multiple_of(3) {
                     let _ = conn.next_request();
                 }
             }

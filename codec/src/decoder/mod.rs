@@ -205,7 +205,7 @@ impl PieceDecoder {
         let t = self.params.t_usize();
         let piece_len = self.params.piece_len() as usize;
         let start = offset as usize;
-        let fits = start % t == 0
+        let fits = start.is_multiple_of(t)
             && !data.is_empty()
             && start
                 .checked_add(data.len())

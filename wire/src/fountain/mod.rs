@@ -224,7 +224,7 @@ impl CodedMessage {
                 let piece = head.get_u32();
                 let first_esi = head.get_u32();
                 let data = payload.slice(9..);
-                if t == 0 || data.is_empty() || data.len() % t as usize != 0 {
+                if t == 0 || data.is_empty() || !data.len().is_multiple_of(t as usize) {
                     return Err(FountainError::RaggedSymbols { len: data.len(), t });
                 }
                 let count = u32::try_from(data.len() / t as usize).unwrap_or(u32::MAX);
