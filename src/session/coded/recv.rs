@@ -15,11 +15,13 @@ use wire::{BlockRef, Limits, BLOCK_SIZE};
 use super::link::{CodedLink, MAX_UNREQUESTED, RAPTORQ_ID, RAPTORQ_VERSION, SYMBOL_SIZES};
 use super::state::Received;
 use crate::session::peer::PeerTask;
-use crate::session::torrent::MAX_VERIFY_BACKLOG;
+use crate::session::torrent::{PeerCmd, MAX_VERIFY_BACKLOG};
 use crate::session::{quic, CodedMode, CodedTransport};
 
 /// Datagrams that may arrive out of order before a gap counts as loss.
 const REORDER_ALLOWANCE: u32 = 32;
+/// Datagram payload received between acknowledgements, at most.
+const ACK_EVERY_BYTES: u64 = 32 << 10;
 
 impl PeerTask {
     /// What we say about the coded extension in our extended handshake.
@@ -306,6 +308,7 @@ impl PeerTask {
         let (mut late, mut surplus) = (0u64, 0u64);
         let mut ready = false;
         let mut decoded = None;
+        let mut stop = Vec::new();
         {
             let mut st = self.torrent.lock();
             let Some(coded) = st.coded.as_mut() else {
@@ -331,6 +334,18 @@ impl PeerTask {
                     Received::Unrequested => unrequested += 1,
                 }
             }
+            if ready || decoded.is_some() {
+                stop = coded.stop_senders(piece);
+            }
+        }
+        // Other senders of the piece stop now rather than after the hash
+        // check and the write: what they would send meanwhile is waste.
+        if !stop.is_empty() {
+            let (this, others): (Vec<_>, Vec<_>) = stop.into_iter().partition(|&k| k == self.key);
+            if !this.is_empty() {
+                self.send_coded(CodedMessage::PieceDone { piece });
+            }
+            self.torrent.tell(&others, PeerCmd::CodedDone(piece));
         }
         self.counters
             .down_coded
@@ -406,8 +421,11 @@ impl PeerTask {
                 // Microseconds on our clock, wrapping: only differences count.
                 link.dg_highest_us = link.dg_epoch.elapsed().as_micros() as u32;
             }
-            // Acknowledge promptly once a good batch arrived.
-            if link.dg_received - link.dg_acked >= 64 * u64::from(t) {
+            // Acknowledge promptly once a good batch arrived: at least
+            // every 32 KiB, so every 64 KiB datagram of a loopback path (the
+            // sender's window may hold only a few), and every 32 symbols of
+            // a 1 KiB-symbol Ethernet path; the tick covers the rest.
+            if link.dg_received - link.dg_acked >= ACK_EVERY_BYTES {
                 self.send_ack();
             }
         }

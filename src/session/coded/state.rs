@@ -413,6 +413,27 @@ impl CodedState {
         v
     }
 
+    /// The decoder holds enough symbols: requests still open for `piece` are
+    /// closed (what arrives for them now counts as late) and the senders
+    /// that still owed symbols are returned, to be told to stop. Should the
+    /// decode need more, the next plan asks afresh.
+    pub fn stop_senders(&mut self, piece: u32) -> Vec<PeerKey> {
+        let Some(p) = self.pieces.get_mut(&piece) else {
+            return Vec::new();
+        };
+        let mut owing: Vec<PeerKey> = p
+            .open
+            .iter()
+            .filter(|a| a.outstanding() > 0)
+            .map(|a| a.peer)
+            .collect();
+        owing.sort_unstable();
+        owing.dedup();
+        p.open.clear();
+        p.owner = None;
+        owing
+    }
+
     /// Takes the decoder to decode it elsewhere; `None` if already away.
     pub fn take_decoder(&mut self, piece: u32) -> Option<PieceDecoder> {
         self.pieces.get_mut(&piece)?.decoder.take()

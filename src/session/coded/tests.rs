@@ -185,3 +185,43 @@ fn losses_are_measured_and_compensated() {
     ));
     assert!(matches!(s.push(1, 3, 0, &[0u8; 1024]), Received::NotCoded));
 }
+
+#[test]
+fn senders_still_owing_symbols_are_stopped_once_the_decoder_has_enough() {
+    let mut s = state();
+    let data = piece_data();
+    let enc = encoder(&data, &s);
+    // Two senders share the piece (the second in endgame).
+    let first = s.plan(1, 0, 40, false);
+    let second = s.plan(2, 0, 10_000, true);
+    assert!(
+        !first.is_empty() && !second.is_empty(),
+        "{first:?} {second:?}"
+    );
+    let mut ready = false;
+    for range in first.iter().chain(&second) {
+        for esi in range.first_esi..range.end() {
+            let sender = if first.contains(range) { 1 } else { 2 };
+            match s.push(sender, 0, esi, &symbol(&data, &enc, esi)) {
+                Received::ReadyToDecode | Received::Decoded(_) => {
+                    ready = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if ready {
+            break;
+        }
+    }
+    assert!(ready, "enough symbols were planned to decode");
+    // Sender 2 still owed symbols of its range: it is told to stop, and
+    // nothing counts as in flight from anyone any more.
+    assert_eq!(s.stop_senders(0), vec![2]);
+    assert_eq!(s.in_flight(1) + s.in_flight(2), 0);
+    assert!(s.stop_senders(0).is_empty());
+    // What it sends meanwhile is late, not a protocol violation.
+    let last = second.last().unwrap();
+    let r = s.push(2, 0, last.end() - 1, &symbol(&data, &enc, last.end() - 1));
+    assert!(matches!(r, Received::Late | Received::Surplus), "{r:?}");
+}

@@ -245,7 +245,7 @@ impl TorrentShared {
         }
     }
 
-    fn tell(&self, keys: &[PeerKey], cmd: PeerCmd) {
+    pub(crate) fn tell(&self, keys: &[PeerKey], cmd: PeerCmd) {
         let st = self.lock();
         for key in keys {
             if let Some(p) = st.peers.get(key) {

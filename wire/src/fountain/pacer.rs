@@ -101,6 +101,8 @@ const ACK_DELAY: Duration = Duration::from_millis(12);
 const WINDOW_GAIN: f64 = 1.5;
 /// Never fewer unacknowledged bytes than this (short paths, first round).
 const MIN_WINDOW: f64 = 64.0 * 1024.0;
+/// Nor fewer than this many of the largest datagrams sent.
+const MIN_WINDOW_DATAGRAMS: f64 = 4.0;
 /// Without any acknowledgement for this long, what is in flight counts as
 /// lost and one more window may go (the acknowledgements may all be lost).
 const MIN_STALL: Duration = Duration::from_millis(200);
@@ -138,6 +140,8 @@ pub struct DatagramPacer {
     phase: Phase,
     rate: f64,
     next_send: Instant,
+    /// Largest datagram payload sent so far, bytes.
+    largest_datagram: usize,
 }
 
 impl DatagramPacer {
@@ -164,6 +168,7 @@ impl DatagramPacer {
             },
             rate,
             next_send: now,
+            largest_datagram: 0,
         }
     }
 
@@ -188,7 +193,11 @@ impl DatagramPacer {
         let bw = self.bottleneck();
         let bw = if bw > 0.0 { bw } else { self.rate };
         let rtt = self.round_trip().max(MIN_ROUND) + ACK_DELAY;
-        (WINDOW_GAIN * bw * rtt.as_secs_f64()).max(MIN_WINDOW)
+        // A few datagrams at least, whatever their size: with 64 KiB
+        // datagrams (loopback) a 64 KiB window would hold one, and every
+        // datagram would wait for the acknowledgement of the one before.
+        let floor = MIN_WINDOW.max(MIN_WINDOW_DATAGRAMS * self.largest_datagram as f64);
+        (WINDOW_GAIN * bw * rtt.as_secs_f64()).max(floor)
     }
 
     fn stall_timeout(&self) -> Duration {
@@ -217,6 +226,7 @@ impl DatagramPacer {
             self.last_idle_seq = Some(seq);
         }
         self.sent_bytes += bytes as u64;
+        self.largest_datagram = self.largest_datagram.max(bytes);
         let measuring = matches!(self.phase, Phase::Cruise { cycle, .. } if GAIN_CYCLE.get(cycle) == Some(&Gain::Measure));
         self.sent.push_back((seq, now, self.sent_bytes, measuring));
         // Remember a few round trips' worth of sends, bounded.
