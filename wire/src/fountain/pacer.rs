@@ -90,6 +90,14 @@ const MIN_ROUND: Duration = Duration::from_millis(5);
 const BW_WINDOW_RTTS: u32 = 10;
 /// Shortest interval a delivery-rate sample is measured over.
 const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(2);
+/// Fewest payload bytes a delivery-rate sample spans: the receiver handles
+/// datagrams in bursts (and stamps them as it handles them), so a sample of
+/// a few dozen 1 KiB datagrams can read as a rate well above the link's,
+/// and the bandwidth maximum keeps the highest. On fast paths this is a
+/// fraction of a millisecond and the interval above governs.
+const MIN_SAMPLE_BYTES: u64 = 64 * 1024;
+/// ... unless the link is so slow that gathering them takes this long.
+const MAX_SAMPLE_WAIT: Duration = Duration::from_millis(50);
 /// How far behind schedule a sender may catch up in one burst.
 const MAX_BURST: Duration = Duration::from_millis(2);
 /// How long the minimum round trip is remembered.
@@ -301,7 +309,9 @@ impl DatagramPacer {
                 .max(on_receiver);
             let got = received.saturating_sub(prev_received);
             let sent = sent_upto.saturating_sub(prev_upto);
-            if interval < MIN_SAMPLE_INTERVAL {
+            if interval < MIN_SAMPLE_INTERVAL
+                || (got < MIN_SAMPLE_BYTES && interval < MAX_SAMPLE_WAIT)
+            {
                 // Too short to measure: keep the reference point.
                 take_sample = false;
             } else if got > 0 && sent > 0 {
