@@ -26,6 +26,17 @@ impl Variant {
     }
 }
 
+/// `get` arguments of the coded variants, with and without the outer code.
+const CODED_QUIC: &[&str] = &["--coded", "only", "--coded-transport", "quic"];
+const CODED_TCP: &[&str] = &[
+    "--coded",
+    "only",
+    "--coded-transport",
+    "tcp",
+    "--tcp-congestion",
+    "bbr",
+];
+
 pub const ALL: &[Variant] = &[
     Variant {
         name: "plain-cubic",
@@ -42,39 +53,25 @@ pub const ALL: &[Variant] = &[
     Variant {
         name: "coded-quic",
         description: "fountain-coded, symbols as QUIC datagrams",
-        get_args: &["--coded", "only", "--coded-transport", "quic"],
+        get_args: CODED_QUIC,
         make_args: &[],
     },
     Variant {
         name: "coded-tcp",
         description: "fountain-coded, symbols over TCP (BBR)",
-        get_args: &[
-            "--coded",
-            "only",
-            "--coded-transport",
-            "tcp",
-            "--tcp-congestion",
-            "bbr",
-        ],
+        get_args: CODED_TCP,
         make_args: &[],
     },
     Variant {
         name: "coded-quic-outer",
         description: "coded over QUIC datagrams, torrent with 10% outer repair pieces",
-        get_args: &["--coded", "only", "--coded-transport", "quic"],
+        get_args: CODED_QUIC,
         make_args: &["--repair", "10"],
     },
     Variant {
         name: "coded-tcp-outer",
         description: "coded over TCP, torrent with 10% outer repair pieces",
-        get_args: &[
-            "--coded",
-            "only",
-            "--coded-transport",
-            "tcp",
-            "--tcp-congestion",
-            "bbr",
-        ],
+        get_args: CODED_TCP,
         make_args: &["--repair", "10"],
     },
 ];

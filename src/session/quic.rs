@@ -34,7 +34,6 @@ pub type QuicStream = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
 
 /// Binds a QUIC endpoint (server and client) on `addr`.
 pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
-    let provider = provider();
     let mut endpoint_config = EndpointConfig::default();
     // Let loopback and jumbo-frame paths carry big datagrams.
     endpoint_config
@@ -44,15 +43,16 @@ pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
         std::net::UdpSocket::bind(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
     enlarge_buffers(&socket);
     let runtime = quinn::default_runtime().ok_or_else(|| anyhow!("no async runtime for QUIC"))?;
-    let mut endpoint = Endpoint::new(
+    // A server config makes the endpoint accept connections at all; each
+    // one is then accepted (`accept`) and opened (`connect`) with the
+    // settings for its own path, so no default client config is needed.
+    Endpoint::new(
         endpoint_config,
-        Some(server_config(provider.clone(), PathLimit::UNKNOWN)?),
+        Some(server_config(provider(), PathLimit::UNKNOWN)?),
         socket,
         runtime,
     )
-    .context("cannot start the QUIC endpoint")?;
-    endpoint.set_default_client_config(client_config(provider, PathLimit::UNKNOWN)?);
-    Ok(endpoint)
+    .context("cannot start the QUIC endpoint")
 }
 
 /// The largest UDP payload our side of the path to a peer allows: the MTU
