@@ -38,7 +38,9 @@ pub use decoder::{DecodeStep, Decoders, PieceDecoder, Push, Reject};
 pub use encoder::{source_symbol, EncoderCache, PieceEncoder};
 pub use outer::{OuterCode, OuterError, PieceRef, Rebuilt, RepairBuilder};
 pub use params::{PieceParams, SymbolSize, TorrentCode, MAX_ESI, MAX_SOURCE_SYMBOLS};
-pub use provenance::{DecodedPiece, DigestKey, HashFailure, Provenance, Verdict, VerifiedPiece};
+pub use provenance::{
+    DecodedPiece, DigestKey, HashFailure, PieceHash, Provenance, Verdict, VerifiedPiece,
+};
 
 /// Who sent a symbol. The session assigns these (one per peer connection);
 /// the codec only compares them.

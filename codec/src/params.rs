@@ -154,6 +154,9 @@ pub(crate) fn oti(k: u32, symbol_size: SymbolSize) -> ObjectTransmissionInformat
 pub struct TorrentCode {
     geometry: PieceGeometry,
     symbol_size: SymbolSize,
+    /// Repair pieces of the outer code, coded like pieces N .. N + R − 1.
+    repair_count: u32,
+    repair_len: u32,
 }
 
 impl TorrentCode {
@@ -163,7 +166,29 @@ impl TorrentCode {
         Ok(TorrentCode {
             geometry,
             symbol_size,
+            repair_count: 0,
+            repair_len: 0,
         })
+    }
+
+    /// Adds the outer code's `count` repair pieces of `len` bytes each: coded
+    /// peers address repair piece r as piece N + r (DESIGN §3.6).
+    pub fn with_repair_pieces(self, count: u32, len: u32) -> Result<Self, CodecError> {
+        if count > 0 {
+            PieceParams::new(len, self.symbol_size)?;
+        }
+        Ok(TorrentCode {
+            repair_count: count,
+            repair_len: len,
+            ..self
+        })
+    }
+
+    /// Original pieces plus repair pieces.
+    pub fn coded_piece_count(&self) -> u32 {
+        self.geometry
+            .piece_count()
+            .saturating_add(self.repair_count)
     }
 
     pub fn geometry(&self) -> &PieceGeometry {
@@ -175,14 +200,19 @@ impl TorrentCode {
     }
 
     /// Parameters of piece `index`; the last piece gets its own, smaller K.
+    /// Indexes from N on are the repair pieces, when there are any.
     pub fn piece(&self, index: u32) -> Result<PieceParams, CodecError> {
-        let len = self
-            .geometry
-            .piece_size(index)
-            .ok_or(CodecError::NoSuchPiece {
-                index,
-                count: self.geometry.piece_count(),
-            })?;
+        let n = self.geometry.piece_count();
+        let len = match self.geometry.piece_size(index) {
+            Some(len) => len,
+            None if index >= n && index - n < self.repair_count => self.repair_len,
+            None => {
+                return Err(CodecError::NoSuchPiece {
+                    index,
+                    count: self.coded_piece_count(),
+                })
+            }
+        };
         PieceParams::new(len, self.symbol_size)
     }
 }
@@ -190,6 +220,25 @@ impl TorrentCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repair_pieces_follow_the_originals() {
+        let g = PieceGeometry::new(64 * 1024, 64 * 1024 * 3 + 100).unwrap();
+        let code = TorrentCode::new(g, SymbolSize::T1024)
+            .unwrap()
+            .with_repair_pieces(2, 64 * 1024)
+            .unwrap();
+        assert_eq!(code.coded_piece_count(), 6);
+        assert_eq!(code.piece(3).unwrap().k(), 1);
+        assert_eq!(code.piece(4).unwrap().k(), 64);
+        assert_eq!(code.piece(5).unwrap().k(), 64);
+        assert!(matches!(
+            code.piece(6),
+            Err(CodecError::NoSuchPiece { index: 6, count: 6 })
+        ));
+        let plain = TorrentCode::new(g, SymbolSize::T1024).unwrap();
+        assert!(plain.piece(4).is_err());
+    }
 
     #[test]
     fn k_and_padding() {

@@ -110,6 +110,23 @@ pub(crate) fn sha1(data: &[u8]) -> [u8; 20] {
     Sha1::digest(data).into()
 }
 
+/// What a piece must hash to: an original piece's SHA-1 from the metainfo,
+/// or a repair piece's BLAKE3 from its `bf` dictionary (DESIGN §3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceHash {
+    Sha1([u8; 20]),
+    Blake3([u8; 32]),
+}
+
+impl PieceHash {
+    pub fn matches(&self, data: &[u8]) -> bool {
+        match self {
+            PieceHash::Sha1(h) => sha1(data) == *h,
+            PieceHash::Blake3(h) => blake3::hash(data).as_bytes() == h,
+        }
+    }
+}
+
 /// One accepted symbol: who sent it and where its bytes are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Record {
@@ -268,7 +285,13 @@ impl DecodedPiece {
 
     /// Checks the piece against its SHA-1 from the metainfo.
     pub fn verify(self, expected_sha1: &[u8; 20]) -> Verdict {
-        if sha1(&self.data) == *expected_sha1 {
+        self.verify_against(PieceHash::Sha1(*expected_sha1))
+    }
+
+    /// Checks the piece against its hash (SHA-1, or BLAKE3 for a repair
+    /// piece of the outer code).
+    pub fn verify_against(self, expected: PieceHash) -> Verdict {
+        if expected.matches(&self.data) {
             Verdict::Good(VerifiedPiece {
                 data: self.data,
                 evidence: self.evidence,
@@ -277,7 +300,7 @@ impl DecodedPiece {
             Verdict::Bad(HashFailure {
                 data: self.data,
                 evidence: self.evidence,
-                expected: *expected_sha1,
+                expected,
             })
         }
     }
@@ -319,7 +342,7 @@ impl VerifiedPiece {
 pub struct HashFailure {
     data: Vec<u8>,
     evidence: Box<Evidence>,
-    expected: [u8; 20],
+    expected: PieceHash,
 }
 
 impl HashFailure {
@@ -361,7 +384,7 @@ impl HashFailure {
                 continue;
             };
             piece.truncate(ev.params.piece_len() as usize);
-            if sha1(&piece) == self.expected {
+            if self.expected.matches(&piece) {
                 return Some((out, piece));
             }
         }
@@ -399,14 +422,14 @@ impl HashFailure {
     }
 }
 
-fn check_good(params: &PieceParams, expected: &[u8; 20], good: &[u8]) -> Result<(), CodecError> {
+fn check_good(params: &PieceParams, expected: &PieceHash, good: &[u8]) -> Result<(), CodecError> {
     if good.len() != params.piece_len() as usize {
         return Err(CodecError::WrongLength {
             expected: params.piece_len() as usize,
             got: good.len(),
         });
     }
-    if sha1(good) != *expected {
+    if !expected.matches(good) {
         return Err(CodecError::GoodCopyMismatch);
     }
     Ok(())
@@ -418,7 +441,7 @@ fn check_good(params: &PieceParams, expected: &[u8; 20], good: &[u8]) -> Result<
 pub struct Provenance {
     params: PieceParams,
     key: DigestKey,
-    expected: [u8; 20],
+    expected: PieceHash,
     entries: Vec<(SenderId, u32, [u8; 32])>,
     senders: BTreeMap<SenderId, [u8; 32]>,
 }

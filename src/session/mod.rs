@@ -4,7 +4,9 @@
 pub mod announce;
 pub mod choker;
 pub mod coded;
+pub mod controller;
 pub mod magnet;
+pub mod outer;
 pub mod peer;
 pub mod picker;
 pub mod quic;
@@ -22,7 +24,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use wire::{InfoHash, Metainfo, PeerId};
+use wire::{Bitfield, InfoHash, Metainfo, PeerId};
 
 use crate::storage::{StartState, Storage};
 use announce::UrlResolver;
@@ -267,9 +269,16 @@ impl Session {
             let (have, start) = storage
                 .check_existing(on_check)
                 .context("cannot check existing data")?;
-            Ok((storage, have, start))
+            let have_repair = match storage.repair() {
+                Some(store) => store
+                    .check()
+                    .with_context(|| format!("cannot check {}", store.path().display()))?,
+                None => Bitfield::new(0),
+            };
+            Ok((storage, (have, have_repair), start))
         })
         .await??;
+        let (have, have_repair) = have;
         match &start {
             StartState::Resumed { rechecked } => {
                 tracing::info!(
@@ -293,6 +302,7 @@ impl Session {
             config: self.config.clone(),
             listen_port: self.listen_addr.port(),
             have,
+            have_repair,
             up_limit: self.up_limit.clone(),
             down_limit: self.down_limit.clone(),
             shutdown: self.shutdown.child_token(),
@@ -302,6 +312,9 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(info.info_hash, shared.clone());
+        // A complete copy of a torrent with an outer code serves its repair
+        // pieces too: build those not on disk yet (in the background).
+        shared.generate_repair_pieces();
         let connector = {
             let torrent = shared.clone();
             let config = self.config.clone();
@@ -309,7 +322,7 @@ impl Session {
                 tokio::spawn(connect_peer(torrent.clone(), addr, config.clone()));
             }
         };
-        tokio::spawn(torrent::run_controller(shared.clone(), connector));
+        tokio::spawn(controller::run_controller(shared.clone(), connector));
         tokio::spawn(announce::run_announcer(
             shared.clone(),
             self.http.clone(),

@@ -71,6 +71,11 @@ pub struct TorrentStatus {
     pub received_plain: u64,
     /// Useful payload received as coded symbols, over all peers ever.
     pub received_coded: u64,
+    /// Repair pieces of the outer code held, of how many (0 without one).
+    pub repair_have: u32,
+    pub repair_total: u32,
+    /// Original pieces rebuilt from the outer code instead of downloaded.
+    pub rebuilt: u32,
     pub peers: Vec<PeerStatus>,
     pub phase: TorrentPhase,
     #[serde(with = "secs")]

@@ -13,7 +13,6 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use wire::{Bitfield, BlockRef, Info, PeerId, BLOCK_SIZE};
 
-use super::choker::{choose_unchoked, Candidate};
 use super::coded::state::CodedState;
 use super::picker::{CompletedPiece, PeerKey, Picker};
 use super::rate::{RateLimiter, RateMeter};
@@ -21,12 +20,6 @@ use super::status::{PeerStatus, TorrentPhase, TorrentStatus};
 use super::{CodedMode, SessionConfig};
 use crate::storage::Storage;
 
-/// How often the choker re-evaluates (BEP 3 suggests 10 s).
-const RECHOKE_EVERY: Duration = Duration::from_secs(10);
-/// How often the optimistic unchoke moves on.
-const OPTIMISTIC_EVERY: Duration = Duration::from_secs(30);
-/// Most verified-but-unrecorded time before resume data is flushed.
-const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// Confirmed bad blocks before a peer's address is banned.
 const BAN_STRIKES: u32 = 2;
 /// Failed copies kept for attribution.
@@ -37,6 +30,9 @@ const MAX_FAILED_COPIES: usize = 8;
 pub enum PeerCmd {
     /// We have a new piece: tell the peer.
     Have(u32),
+    /// We hold a new repair piece (its index among the repair pieces): tell
+    /// the peer if it is coded.
+    HaveRepair(u32),
     Choke,
     Unchoke,
     /// Another peer delivered this block first (endgame).
@@ -78,6 +74,8 @@ pub struct PeerEntry {
     pub tx: mpsc::UnboundedSender<PeerCmd>,
     pub counters: Arc<PeerCounters>,
     pub pieces: Bitfield,
+    /// Repair pieces of the outer code it holds (coded peers only).
+    pub repair: Bitfield,
     pub interested: bool,
     pub choked: bool,
     pub outgoing: bool,
@@ -130,8 +128,8 @@ pub struct TorrentState {
     /// Set when writing failed (e.g. disk full); downloading pauses.
     pub disk_error: Option<String>,
     /// Pieces recorded in the resume data.
-    recorded: u32,
-    optimistic: Option<PeerKey>,
+    pub(super) recorded: u32,
+    pub(super) optimistic: Option<PeerKey>,
     pub completed_at: Option<Instant>,
     pub phase: TorrentPhase,
     /// Reception of pieces as symbols; `None` when coded transfer is off.
@@ -139,6 +137,8 @@ pub struct TorrentState {
     /// Coded pieces that failed their hash, kept until a good copy names
     /// the poisoners.
     pub failed_coded: HashMap<u32, codec::HashFailure>,
+    /// Rebuilding from and generating the outer code.
+    pub outer: super::outer::OuterProgress,
 }
 
 /// Everything a torrent's tasks share.
@@ -183,6 +183,8 @@ pub struct TorrentParts {
     pub listen_port: u16,
     /// Pieces verified on disk at start.
     pub have: Bitfield,
+    /// Repair pieces of the outer code on disk at start (empty without one).
+    pub have_repair: Bitfield,
     pub up_limit: Arc<RateLimiter>,
     pub down_limit: Arc<RateLimiter>,
     pub shutdown: CancellationToken,
@@ -199,6 +201,7 @@ impl TorrentShared {
             config,
             listen_port,
             have,
+            have_repair,
             up_limit,
             down_limit,
             shutdown,
@@ -210,12 +213,15 @@ impl TorrentShared {
         // foreign, missing) is replaced by what the re-check found instead
         // of forcing a re-check on every start.
         let recorded = u32::MAX;
-        let picker = Picker::new(info.geometry, have);
+        let picker = Picker::new(info.geometry, have).with_repair(have_repair);
+        let repair = storage
+            .repair()
+            .map_or((0, 0), |r| (r.count(), r.piece_len()));
         // Coded transfer needs the piece size to suit RaptorQ; a torrent that
         // does not simply stays plain.
         let coded = match (
             config.coded,
-            CodedState::new(info.geometry, &wire::Limits::DEFAULT),
+            CodedState::new(info.geometry, repair, &wire::Limits::DEFAULT),
         ) {
             (CodedMode::Off, _) => None,
             (_, Ok(c)) => Some(c),
@@ -245,6 +251,7 @@ impl TorrentShared {
                 optimistic: None,
                 coded,
                 failed_coded: HashMap::new(),
+                outer: Default::default(),
                 completed_at: complete.then(Instant::now),
                 phase: if complete {
                     TorrentPhase::Seeding
@@ -324,6 +331,7 @@ impl TorrentShared {
             return false;
         };
         st.picker.remove_peer(key, &entry.pieces);
+        st.picker.remove_peer_repair(&entry.repair);
         if let Some(coded) = st.coded.as_mut() {
             coded.peer_gone(key);
         }
@@ -431,6 +439,10 @@ impl TorrentShared {
     pub(crate) fn piece_verified(self: &Arc<Self>, piece: u32, data: Vec<u8>) {
         // A coded copy that failed earlier: this good one names who poisoned it.
         self.attribute_coded(piece, &data);
+        if let Some(index) = piece.checked_sub(self.info.piece_count()) {
+            self.repair_verified(piece, index);
+            return;
+        }
         let mut st = self.lock();
         st.picker.piece_verified(piece);
         self.piece_done.notify_waiters();
@@ -460,6 +472,8 @@ impl TorrentShared {
             let _ = self.status_tx.send(self.status());
             self.completed.notify_waiters();
             self.completed.notify_one();
+        } else {
+            self.maybe_rebuild();
         }
     }
 
@@ -589,6 +603,9 @@ impl TorrentShared {
             wasted: self.wasted.load(Ordering::Relaxed),
             received_plain: self.received_plain.load(Ordering::Relaxed),
             received_coded: self.received_coded.load(Ordering::Relaxed),
+            repair_have: st.picker.repair_done().count(),
+            repair_total: st.picker.repair_done().len(),
+            rebuilt: st.outer.rebuilt,
             peers,
             phase: match &st.disk_error {
                 Some(e) => TorrentPhase::Error(e.clone()),
@@ -613,184 +630,4 @@ fn attribute(failed: &FailedCopy, good: &[u8]) -> Vec<IpAddr> {
     culprits.sort_unstable();
     culprits.dedup();
     culprits
-}
-
-/// The controller: rates, choking, new connections, resume flushes.
-pub async fn run_controller(
-    torrent: Arc<TorrentShared>,
-    connect: impl Fn(SocketAddr) + Send + 'static,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_rechoke = Instant::now() - RECHOKE_EVERY;
-    let mut last_optimistic = Instant::now() - OPTIMISTIC_EVERY;
-    let mut last_flush = Instant::now();
-    let mut flushing: Option<tokio::task::JoinHandle<(u32, std::io::Result<()>)>> = None;
-    let mut last_disk_retry = Instant::now();
-    loop {
-        let rechoke_now = tokio::select! {
-            _ = torrent.shutdown.cancelled() => break,
-            _ = tick.tick() => false,
-            _ = torrent.rechoke.notified() => true,
-        };
-        let now = Instant::now();
-        if !rechoke_now {
-            sample_rates(&torrent, now);
-            connect_more(&torrent, &connect, now);
-            let _ = torrent.status_tx.send(torrent.status());
-        }
-        if rechoke_now || now.duration_since(last_rechoke) >= RECHOKE_EVERY {
-            let rotate = now.duration_since(last_optimistic) >= OPTIMISTIC_EVERY;
-            if rotate {
-                last_optimistic = now;
-            }
-            rechoke(&torrent, rotate);
-            last_rechoke = now;
-        }
-        if flushing.as_ref().is_some_and(|h| h.is_finished()) {
-            if let Some(handle) = flushing.take() {
-                match handle.await {
-                    Ok((count, Ok(()))) => torrent.lock().recorded = count,
-                    Ok((_, Err(e))) => tracing::warn!("cannot record resume data: {e}"),
-                    Err(e) => tracing::warn!("resume flush task failed: {e}"),
-                }
-            }
-        }
-        if flushing.is_none() && now.duration_since(last_flush) >= FLUSH_EVERY {
-            flushing = start_flush(&torrent);
-            last_flush = now;
-        }
-        // After a write error, try again now and then: space may be back.
-        if now.duration_since(last_disk_retry) >= Duration::from_secs(5) {
-            last_disk_retry = now;
-            let resumed = {
-                let mut st = torrent.lock();
-                st.disk_error.take().is_some()
-            };
-            if resumed {
-                let txs: Vec<_> = torrent
-                    .lock()
-                    .peers
-                    .values()
-                    .map(|p| p.tx.clone())
-                    .collect();
-                for tx in txs {
-                    let _ = tx.send(PeerCmd::Refill);
-                }
-            }
-        }
-    }
-    // Final flush so a clean stop never re-downloads anything.
-    if let Some(handle) = flushing {
-        let _ = handle.await;
-    }
-    if let Some(handle) = start_flush(&torrent) {
-        if let Ok((count, Ok(()))) = handle.await {
-            torrent.lock().recorded = count;
-        }
-    }
-}
-
-/// Syncs the files and records the pieces verified so far, when there is
-/// anything new to record.
-fn start_flush(
-    torrent: &Arc<TorrentShared>,
-) -> Option<tokio::task::JoinHandle<(u32, std::io::Result<()>)>> {
-    let st = torrent.lock();
-    let have = st.picker.done().clone();
-    if have.count() == st.recorded {
-        return None;
-    }
-    drop(st);
-    let storage = torrent.storage.clone();
-    Some(tokio::task::spawn_blocking(move || {
-        (have.count(), storage.sync_and_record(&have))
-    }))
-}
-
-fn sample_rates(torrent: &TorrentShared, now: Instant) {
-    let mut st = torrent.lock();
-    for p in st.peers.values_mut() {
-        p.down_meter.sample(p.counters.down_total(), now);
-        p.up_meter
-            .sample(p.counters.up.load(Ordering::Relaxed), now);
-    }
-}
-
-fn connect_more(torrent: &TorrentShared, connect: &impl Fn(SocketAddr), now: Instant) {
-    let mut st = torrent.lock();
-    let connected: HashSet<SocketAddr> = st.peers.values().map(|p| p.addr).collect();
-    let room = torrent
-        .config
-        .max_peers
-        .saturating_sub(st.peers.len() + st.connecting.len());
-    let half_open = 8usize.saturating_sub(st.connecting.len());
-    let candidates: Vec<SocketAddr> = st
-        .known
-        .iter()
-        .filter(|(addr, known)| {
-            !connected.contains(addr)
-                && !st.connecting.contains(addr)
-                && !st.own_addrs.contains(addr)
-                && !st.banned.contains(&addr.ip())
-                && known.next_attempt.is_none_or(|t| now >= t)
-        })
-        .map(|(addr, _)| *addr)
-        .take(room.min(half_open))
-        .collect();
-    for addr in candidates {
-        st.connecting.insert(addr);
-        connect(addr);
-    }
-}
-
-fn rechoke(torrent: &TorrentShared, rotate_optimistic: bool) {
-    let mut st = torrent.lock();
-    let seeding = st.picker.done().is_complete();
-    let interested: Vec<Candidate> = st
-        .peers
-        .iter()
-        .filter(|(_, p)| p.interested)
-        .map(|(&peer, p)| Candidate {
-            peer,
-            download_rate: p.down_meter.rate(),
-            upload_rate: p.up_meter.rate(),
-        })
-        .collect();
-    if rotate_optimistic
-        || st
-            .optimistic
-            .is_none_or(|o| !interested.iter().any(|c| c.peer == o))
-    {
-        let choked: Vec<PeerKey> = st
-            .peers
-            .iter()
-            .filter(|(_, p)| p.interested && p.choked)
-            .map(|(&k, _)| k)
-            .collect();
-        st.optimistic = if choked.is_empty() {
-            st.optimistic
-        } else {
-            Some(choked[rand::random_range(0..choked.len())])
-        };
-    }
-    let unchoke: HashSet<PeerKey> = choose_unchoked(
-        interested,
-        torrent.config.upload_slots,
-        seeding,
-        st.optimistic,
-    )
-    .into_iter()
-    .collect();
-    for (key, peer) in st.peers.iter_mut() {
-        let want_choked = !unchoke.contains(key);
-        if want_choked != peer.choked {
-            peer.choked = want_choked;
-            let _ = peer.tx.send(if want_choked {
-                PeerCmd::Choke
-            } else {
-                PeerCmd::Unchoke
-            });
-        }
-    }
 }

@@ -5,10 +5,12 @@
 
 mod check;
 mod fileset;
+pub mod repair;
 pub mod resume;
 
 pub use check::{hash_content, hash_pieces};
 pub use fileset::FileSet;
+pub use repair::RepairStore;
 
 use std::collections::HashMap;
 use std::io;
@@ -36,6 +38,9 @@ pub struct Storage {
     resume_path: PathBuf,
     /// File sizes on disk before we extended anything, for the resume check.
     sizes_before_open: Vec<u64>,
+    /// The outer code and its repair pieces, when the torrent has a `bf`
+    /// dictionary: piece indexes N .. N + R − 1 are the repair pieces.
+    outer: Option<(codec::OuterCode, RepairStore)>,
 }
 
 impl Storage {
@@ -55,7 +60,12 @@ impl Storage {
         };
         let sizes_before_open = files.disk_sizes()?;
         files.extend_to(&lengths)?;
+        let outer = match &info.outer {
+            Some(bf) => open_outer(info, bf, saveas)?,
+            None => None,
+        };
         Ok(Storage {
+            outer,
             files,
             geometry: info.geometry,
             piece_hashes: info.pieces.clone(),
@@ -68,6 +78,38 @@ impl Storage {
 
     pub fn geometry(&self) -> PieceGeometry {
         self.geometry
+    }
+
+    /// The torrent's outer code, when it has one.
+    pub fn outer(&self) -> Option<&codec::OuterCode> {
+        self.outer.as_ref().map(|(code, _)| code)
+    }
+
+    /// Where its repair pieces are kept, when it has an outer code.
+    pub fn repair(&self) -> Option<&RepairStore> {
+        self.outer.as_ref().map(|(_, store)| store)
+    }
+
+    /// Number of repair pieces (0 without an outer code).
+    pub fn repair_count(&self) -> u32 {
+        self.repair().map_or(0, RepairStore::count)
+    }
+
+    /// The repair store and index of piece `index` when it is a repair piece.
+    fn as_repair(&self, index: u32) -> Option<(&RepairStore, u32)> {
+        let r = index.checked_sub(self.geometry.piece_count())?;
+        self.repair().map(|store| (store, r))
+    }
+
+    /// What piece `index` (original, or repair from N on) must hash to.
+    pub fn piece_hash(&self, index: u32) -> Option<codec::PieceHash> {
+        match self.as_repair(index) {
+            Some((store, r)) => store.hash(r).map(|h| codec::PieceHash::Blake3(*h)),
+            None => self
+                .piece_hashes
+                .get(index as usize)
+                .map(|h| codec::PieceHash::Sha1(*h)),
+        }
     }
 
     pub fn resume_path(&self) -> &Path {
@@ -142,8 +184,11 @@ impl Storage {
         self.files.read_exact_at(offset, buf)
     }
 
-    /// Reads a whole piece. Blocking.
+    /// Reads a whole piece (or repair piece). Blocking.
     pub fn read_piece(&self, index: u32) -> io::Result<Vec<u8>> {
+        if let Some((store, r)) = self.as_repair(index) {
+            return store.read(r);
+        }
         let len = self
             .geometry
             .piece_size(index)
@@ -155,11 +200,19 @@ impl Storage {
 
     /// Whether `data` is piece `index` (SHA-1 against the torrent). CPU-bound.
     pub fn verify(&self, index: u32, data: &[u8]) -> bool {
+        if let Some((store, r)) = self.as_repair(index) {
+            return store.verify(r, data);
+        }
         self.piece_hashes.get(index as usize) == Some(&<[u8; 20]>::from(Sha1::digest(data)))
     }
 
-    /// Writes a verified piece. Blocking. Not durable until [`Self::sync`].
+    /// Writes a verified piece. Blocking. Not durable until
+    /// [`Self::sync_and_record`] — except a repair piece, which is synced at
+    /// once (its holders are told right after, and no resume data covers it).
     pub fn write_piece(&self, index: u32, data: &[u8]) -> io::Result<()> {
+        if let Some((store, r)) = self.as_repair(index) {
+            return store.write(r, data);
+        }
         if self.geometry.piece_size(index) != Some(data.len() as u32) {
             return Err(bad_index(index));
         }
@@ -180,6 +233,34 @@ impl Storage {
     pub fn file_lengths(&self) -> &[u64] {
         &self.lengths
     }
+}
+
+/// The outer code of `info` and its repair file; `None` (with a warning)
+/// when the code cannot work for this torrent.
+fn open_outer(
+    info: &Info,
+    bf: &wire::OuterInfo,
+    saveas: &Path,
+) -> io::Result<Option<(codec::OuterCode, RepairStore)>> {
+    let code = codec::SymbolSize::from_bytes(bf.symbol_size)
+        .ok_or_else(|| format!("symbol size {}", bf.symbol_size))
+        .and_then(|t| {
+            codec::OuterCode::new(info.geometry, t, bf.repair_hashes.len() as u32)
+                .map_err(|e| e.to_string())
+        });
+    let code = match code {
+        Ok(code) if code.repair_count() > 0 => code,
+        Ok(_) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(
+                "the torrent's outer code is unusable ({e}); ignoring its repair pieces"
+            );
+            return Ok(None);
+        }
+    };
+    let len = u32::try_from(code.repair_piece_len()).map_err(io::Error::other)?;
+    let store = RepairStore::open(saveas, len, bf.repair_hashes.clone())?;
+    Ok(Some((code, store)))
 }
 
 fn bad_index(index: u32) -> io::Error {

@@ -297,7 +297,10 @@ pub fn fountain_message(data: &[u8]) {
                 count,
             }]
         }
-        CodedMessage::PieceDone { .. } | CodedMessage::Ack { .. } => Vec::new(),
+        CodedMessage::PieceDone { .. }
+        | CodedMessage::Ack { .. }
+        | CodedMessage::HaveRepair { .. }
+        | CodedMessage::RepairBitfield(_) => Vec::new(),
     };
     for r in ranges {
         assert!(r.count <= limits.max_symbols_per_message);

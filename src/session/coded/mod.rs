@@ -5,9 +5,11 @@
 //! - [`link`]: the coded side of one connection.
 //! - `recv`, `send`: the peer task's coded receiving and sending.
 //! - `verify`: decode, verify, write; poisoner attribution.
+//! - `repair`: which repair pieces of the outer code each side holds.
 
 pub mod link;
 mod recv;
+mod repair;
 mod send;
 pub mod state;
 mod verify;

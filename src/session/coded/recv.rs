@@ -92,6 +92,7 @@ impl PeerTask {
             p.coded = true;
         }
         tracing::debug!(peer = %self.addr, quic, "coded peer (T = {t})");
+        self.announce_repair();
         // The side that opened the TCP connection moves it to QUIC.
         let want_quic = self.torrent.config.coded_transport != CodedTransport::Tcp;
         if !quic && want_quic && self.outgoing {
@@ -163,6 +164,8 @@ impl PeerTask {
                     pacer.on_ack(highest_seq, received, receive_us, now);
                 }
             }
+            CodedMessage::HaveRepair { index } => self.on_peer_have_repair(index)?,
+            CodedMessage::RepairBitfield(bits) => self.on_repair_bitfield(&bits)?,
         }
         Ok(())
     }
@@ -192,12 +195,22 @@ impl PeerTask {
         let target = self.symbol_budget(t);
         let key = self.key;
         let theirs = self.conn.peer_pieces.clone();
+        let theirs_repair = self.their_repair.clone();
+        let n = theirs.len();
+        // Repair piece r is coded piece N + r.
+        let has = |p: u32| match p.checked_sub(n) {
+            Some(r) => theirs_repair.has(r),
+            None => theirs.has(p),
+        };
         let mut ranges: Vec<SymbolRange> = Vec::new();
         let mut decoded = Vec::new();
         {
             let mut guard = self.torrent.lock();
             let st = &mut *guard;
-            if st.disk_error.is_some() {
+            // A task whose peer was already forgotten (replaced by its QUIC
+            // connection, banned) must not take work: nobody would ever
+            // release it.
+            if st.disk_error.is_some() || !st.peers.contains_key(&key) {
                 return;
             }
             let Some(coded) = st.coded.as_mut() else {
@@ -209,7 +222,7 @@ impl PeerTask {
             if budget < (target / 4).max(1) {
                 return;
             }
-            let mut started: Vec<u32> = coded.pieces().filter(|&p| theirs.has(p)).collect();
+            let mut started: Vec<u32> = coded.pieces().filter(|&p| has(p)).collect();
             started.sort_unstable();
             for piece in started {
                 if budget == 0 {
@@ -232,7 +245,7 @@ impl PeerTask {
                         }
                         piece
                     }
-                    None => match st.picker.start_coded(&theirs) {
+                    None => match st.picker.start_coded(&theirs, Some(&theirs_repair)) {
                         Some(piece) => piece,
                         None => break,
                     },
@@ -264,7 +277,7 @@ impl PeerTask {
                         }
                     }
                 }
-                let mut pieces: Vec<u32> = coded.pieces().filter(|&p| theirs.has(p)).collect();
+                let mut pieces: Vec<u32> = coded.pieces().filter(|&p| has(p)).collect();
                 pieces.sort_unstable();
                 for piece in pieces {
                     if budget == 0 {

@@ -27,7 +27,7 @@ impl PeerTask {
     ) -> Result<()> {
         let reason = if self.conn.am_choking {
             Some(RejectReason::Choked)
-        } else if !self.our_have.has(range.piece) {
+        } else if !self.holds(range.piece) {
             Some(RejectReason::NotHeld)
         } else if self
             .link

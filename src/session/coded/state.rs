@@ -86,10 +86,17 @@ pub struct CodedState {
 }
 
 impl CodedState {
-    pub fn new(geometry: PieceGeometry, limits: &Limits) -> anyhow::Result<Self> {
+    /// `repair` is the outer code's repair pieces (count, length), coded as
+    /// pieces N .. N + R − 1; (0, 0) without one.
+    pub fn new(
+        geometry: PieceGeometry,
+        repair: (u32, u32),
+        limits: &Limits,
+    ) -> anyhow::Result<Self> {
         let symbol_size = codec::SymbolSize::preferred_for(geometry.piece_length());
+        let (count, len) = repair;
         Ok(CodedState {
-            code: TorrentCode::new(geometry, symbol_size)?,
+            code: TorrentCode::new(geometry, symbol_size)?.with_repair_pieces(count, len)?,
             limits: limits.clone(),
             key: DigestKey::random(),
             pieces: HashMap::new(),
@@ -400,6 +407,24 @@ impl CodedState {
             }
         }
         self.loss.remove(&peer);
+    }
+
+    /// A piece's reception in a few words, for stall logs.
+    pub fn describe(&self, piece: u32) -> String {
+        let Some(p) = self.pieces.get(&piece) else {
+            return "not coded".to_owned();
+        };
+        let decoder = match &p.decoder {
+            None => "decoding".to_owned(),
+            Some(d) if d.is_finished() => format!("{} symbols, finished", d.buffered()),
+            Some(d) => format!("{} symbols", d.buffered()),
+        };
+        format!(
+            "K {}, {decoder}, {} open requests, deficit {:.1}",
+            p.k,
+            p.open.len(),
+            self.deficit(p)
+        )
     }
 
     /// Peers with open requests on `piece` (to tell them it is done).

@@ -11,7 +11,7 @@ const PIECE: u32 = 65536; // K = 64 symbols of 1 KiB
 
 fn state() -> CodedState {
     let g = PieceGeometry::new(PIECE, 4 * u64::from(PIECE)).unwrap();
-    let mut s = CodedState::new(g, &Limits::DEFAULT).unwrap();
+    let mut s = CodedState::new(g, (0, 0), &Limits::DEFAULT).unwrap();
     s.start(0).unwrap();
     s
 }

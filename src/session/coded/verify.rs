@@ -147,7 +147,8 @@ impl TorrentShared {
 
     /// A decoded piece: check its hash, write it, or find who poisoned it.
     pub fn coded_decoded(self: &Arc<Self>, piece: u32, decoded: DecodedPiece) {
-        let Some(expected) = self.info.piece_hash(piece).copied() else {
+        // An original's SHA-1, or a repair piece's BLAKE3 (pieces N on).
+        let Some(expected) = self.storage.piece_hash(piece) else {
             return;
         };
         self.lock().picker.mark_verifying(piece);
@@ -155,33 +156,34 @@ impl TorrentShared {
         let this = self.clone();
         let storage = self.storage.clone();
         tokio::spawn(async move {
-            let outcome = tokio::task::spawn_blocking(move || match decoded.verify(&expected) {
-                Verdict::Good(piece_data) => {
-                    let surplus = piece_data.audit_surplus();
-                    let data = piece_data.into_data();
-                    match storage.write_piece(piece, &data) {
-                        Ok(()) => Outcome::Written { data, surplus },
-                        Err(e) => Outcome::WriteFailed(e),
-                    }
-                }
-                Verdict::Bad(failure) => {
-                    // Spare symbols may already show the poisoner.
-                    let recovered = failure.leave_one_sender_out();
-                    if let Some((_, data)) = &recovered {
-                        if storage.write_piece(piece, data).is_err() {
-                            return Outcome::Poisoned {
-                                failure: Box::new(failure),
-                                recovered: None,
-                            };
+            let outcome =
+                tokio::task::spawn_blocking(move || match decoded.verify_against(expected) {
+                    Verdict::Good(piece_data) => {
+                        let surplus = piece_data.audit_surplus();
+                        let data = piece_data.into_data();
+                        match storage.write_piece(piece, &data) {
+                            Ok(()) => Outcome::Written { data, surplus },
+                            Err(e) => Outcome::WriteFailed(e),
                         }
                     }
-                    Outcome::Poisoned {
-                        failure: Box::new(failure),
-                        recovered,
+                    Verdict::Bad(failure) => {
+                        // Spare symbols may already show the poisoner.
+                        let recovered = failure.leave_one_sender_out();
+                        if let Some((_, data)) = &recovered {
+                            if storage.write_piece(piece, data).is_err() {
+                                return Outcome::Poisoned {
+                                    failure: Box::new(failure),
+                                    recovered: None,
+                                };
+                            }
+                        }
+                        Outcome::Poisoned {
+                            failure: Box::new(failure),
+                            recovered,
+                        }
                     }
-                }
-            })
-            .await;
+                })
+                .await;
             this.verifying.fetch_sub(1, Ordering::AcqRel);
             let Ok(outcome) = outcome else {
                 return;

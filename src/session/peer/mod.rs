@@ -159,6 +159,7 @@ where
         tx,
         counters: counters.clone(),
         pieces: Bitfield::new(torrent.info.piece_count()),
+        repair: Bitfield::new(torrent.storage.repair_count()),
         interested: false,
         choked: true,
         outgoing,
@@ -168,13 +169,18 @@ where
         quic: quic.is_some(),
         coded: false,
     };
-    let (key, our_have) = {
+    let (key, our_have, our_repair) = {
         // Register and snapshot our pieces under one lock, so no HAVE
         // broadcast can fall between the two.
         let key = torrent
             .register_peer(entry)
             .ok_or_else(|| anyhow!("not accepted (banned, duplicate or too many peers)"))?;
-        (key, torrent.lock().picker.done().clone())
+        let st = torrent.lock();
+        (
+            key,
+            st.picker.done().clone(),
+            st.picker.repair_done().clone(),
+        )
     };
     let writer = Writer::spawn(wr);
     let task = PeerTask {
@@ -184,6 +190,8 @@ where
         conn,
         writer,
         our_have,
+        their_repair: Bitfield::new(our_repair.len()),
+        our_repair,
         counters,
         they_have_we_lack: 0,
         reqq: 250,
@@ -216,6 +224,10 @@ pub(crate) struct PeerTask {
     pub(crate) conn: PeerConn,
     pub(crate) writer: Writer,
     pub(crate) our_have: Bitfield,
+    /// Repair pieces of the outer code we hold, and the peer holds (told
+    /// only between coded peers; see `coded::repair`).
+    pub(crate) our_repair: Bitfield,
+    pub(crate) their_repair: Bitfield,
     pub(crate) counters: Arc<PeerCounters>,
     /// Pieces the peer has that we lack: we are interested while > 0.
     they_have_we_lack: u32,
@@ -511,6 +523,7 @@ impl PeerTask {
                 self.send_coded(wire::fountain::CodedMessage::PieceDone { piece })
             }
             PeerCmd::CodedLinked => {}
+            PeerCmd::HaveRepair(index) => self.on_have_repair(index),
         }
         Ok(())
     }
@@ -561,7 +574,7 @@ impl PeerTask {
     }
 
     pub(crate) fn update_interest(&mut self) {
-        let want = self.they_have_we_lack > 0;
+        let want = self.they_have_we_lack > 0 || self.wants_repair();
         if let Some(msg) = self.conn.set_interested(want, Instant::now()) {
             self.send(msg);
         }
@@ -609,7 +622,8 @@ impl PeerTask {
         }
         let blocks = {
             let mut st = self.torrent.lock();
-            if st.disk_error.is_some() {
+            // Forgotten already (replaced, banned): take no work.
+            if st.disk_error.is_some() || !st.peers.contains_key(&self.key) {
                 return;
             }
             st.picker

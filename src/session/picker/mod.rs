@@ -80,6 +80,11 @@ pub struct Picker {
     /// Pieces someone is waiting for (a read on the mounted torrent): they
     /// are started before any other and their blocks requested first.
     urgent: std::collections::BTreeSet<u32>,
+    /// Repair pieces of the outer code held (empty without one); they are
+    /// picked as pieces N .. N + R − 1, for coded peers only (`repair.rs`).
+    repair_done: Bitfield,
+    /// Rebuilds that fell short for want of one more piece.
+    rebuild_shortfalls: u32,
     rng: SmallRng,
 }
 
@@ -96,6 +101,8 @@ impl Picker {
             verifying: HashSet::new(),
             spare: Vec::new(),
             urgent: std::collections::BTreeSet::new(),
+            repair_done: Bitfield::new(0),
+            rebuild_shortfalls: 0,
             rng: SmallRng::from_os_rng(),
         }
     }
@@ -183,7 +190,7 @@ impl Picker {
         }
         self.pick_from_partials(peer, theirs, max, &mut out);
         while out.len() < max {
-            let Some(piece) = self.choose_new_piece(theirs) else {
+            let Some(piece) = self.choose_new_piece(theirs, None) else {
                 break;
             };
             self.start(piece);
@@ -253,7 +260,13 @@ impl Picker {
         }
     }
 
-    fn choose_new_piece(&mut self, theirs: &Bitfield) -> Option<u32> {
+    /// A new piece to start from a peer with `theirs` (and, from a coded
+    /// peer, `theirs_repair`: repair pieces count as pieces N + r).
+    fn choose_new_piece(
+        &mut self,
+        theirs: &Bitfield,
+        theirs_repair: Option<&Bitfield>,
+    ) -> Option<u32> {
         // Waited-for pieces first, in order (a streaming read wants the
         // earliest first).
         if let Some(&p) = self.urgent.iter().find(|&&p| {
@@ -264,8 +277,20 @@ impl Picker {
         }) {
             return Some(p);
         }
-        let candidates = theirs.iter_set().filter(|&p| {
-            !self.done.has(p) && !self.partial.contains_key(&p) && !self.verifying.contains(&p)
+        // With an outer code, about N pieces of any kind are enough.
+        if !self.room_for_more() {
+            return None;
+        }
+        let repairs = self.repair_candidates(theirs_repair);
+        let (done, repair_done) = (&self.done, &self.repair_done);
+        let (partial, verifying) = (&self.partial, &self.verifying);
+        let n = done.len();
+        let candidates = theirs.iter_set().chain(repairs).filter(|&p| {
+            let held = match p.checked_sub(n) {
+                Some(r) => repair_done.has(r),
+                None => done.has(p),
+            };
+            !held && !partial.contains_key(&p) && !verifying.contains(&p)
         });
         if self.done.count() < RANDOM_FIRST {
             let all: Vec<u32> = candidates.collect();
@@ -319,8 +344,12 @@ impl Picker {
 
     /// Starts a new piece (random first, then rarest) to be received as
     /// symbols from a peer that has `theirs`.
-    pub fn start_coded(&mut self, theirs: &Bitfield) -> Option<u32> {
-        let piece = self.choose_new_piece(theirs)?;
+    pub fn start_coded(
+        &mut self,
+        theirs: &Bitfield,
+        theirs_repair: Option<&Bitfield>,
+    ) -> Option<u32> {
+        let piece = self.choose_new_piece(theirs, theirs_repair)?;
         let blocks = self.geometry.block_count(piece);
         self.partial.insert(
             piece,
@@ -521,7 +550,10 @@ impl Picker {
         self.urgent.remove(&piece);
         self.verifying.remove(&piece);
         self.partial.remove(&piece);
-        self.done.set(piece);
+        match self.repair_index(piece) {
+            Some(r) => self.repair_done.set(r),
+            None => self.done.set(piece),
+        };
     }
 
     /// The piece failed its hash: download it again, asking the peers that
@@ -545,7 +577,7 @@ impl Picker {
 
     /// A piece that arrived some other way (e.g. decoded from symbols).
     pub fn mark_verifying(&mut self, piece: u32) -> bool {
-        if self.done.has(piece) || self.verifying.contains(&piece) {
+        if self.held(piece) || self.verifying.contains(&piece) {
             return false;
         }
         self.partial.remove(&piece);
@@ -562,5 +594,6 @@ fn release_in(block: &mut Block, peer: PeerKey) {
     }
 }
 
+mod repair;
 #[cfg(test)]
 mod tests;

@@ -134,9 +134,10 @@ fn draw_progress(frame: &mut Frame, area: Rect, s: &Snapshot) {
                 human_bytes(st.wasted),
             )),
             Line::from(format!(
-                "received as plain blocks {}  as coded symbols {}  ·  {} peers  ·  {:.0} s",
+                "received as plain blocks {}  as coded symbols {}{}  ·  {} peers  ·  {:.0} s",
                 human_bytes(st.received_plain),
                 human_bytes(st.received_coded),
+                outer_summary(st),
                 st.peers.len(),
                 st.elapsed.as_secs_f64()
             )),
@@ -144,6 +145,17 @@ fn draw_progress(frame: &mut Frame, area: Rect, s: &Snapshot) {
         totals,
     );
     draw_peers(frame, peers, st);
+}
+
+/// The outer code's share, when the torrent has one.
+fn outer_summary(st: &TorrentStatus) -> String {
+    if st.repair_total == 0 {
+        return String::new();
+    }
+    format!(
+        "  ·  repair pieces {}/{}, rebuilt {}",
+        st.repair_have, st.repair_total, st.rebuilt
+    )
 }
 
 fn draw_peers(frame: &mut Frame, area: Rect, st: &TorrentStatus) {

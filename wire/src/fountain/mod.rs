@@ -25,6 +25,8 @@ const PIECE_DONE: u8 = 4;
 const REJECT: u8 = 5;
 const RANGE_SENT: u8 = 6;
 const ACK: u8 = 7;
+const HAVE_REPAIR: u8 = 8;
+const REPAIR_BITFIELD: u8 = 9;
 /// First byte of a datagram frame.
 const DATAGRAM: u8 = 0x10;
 /// Bytes of a datagram frame before the symbols: kind, sequence, piece,
@@ -127,6 +129,13 @@ pub enum CodedMessage {
         received: u64,
         receive_us: u32,
     },
+    /// "I now hold repair piece `index` of the outer code" (DESIGN §3.6);
+    /// coded peers address it as piece N + `index`.
+    HaveRepair { index: u32 },
+    /// The repair pieces the sender holds, one bit each as in a BEP 3
+    /// bitfield (sent once, after the extended handshake). Its length is
+    /// checked against the torrent's repair count by the receiver.
+    RepairBitfield(Bytes),
 }
 
 /// Why a coded message or datagram was refused. Every one is the sender's
@@ -266,6 +275,12 @@ impl CodedMessage {
                 let mut b = body;
                 CodedMessage::PieceDone { piece: b.get_u32() }
             }
+            HAVE_REPAIR => {
+                need(kind, body, 4)?;
+                let mut b = body;
+                CodedMessage::HaveRepair { index: b.get_u32() }
+            }
+            REPAIR_BITFIELD => CodedMessage::RepairBitfield(payload.slice(1..)),
             ACK => {
                 need(kind, body, 16)?;
                 let mut b = body;
@@ -329,6 +344,15 @@ impl CodedMessage {
                 out.put_u32(*highest_seq);
                 out.put_u64(*received);
                 out.put_u32(*receive_us);
+            }
+            CodedMessage::HaveRepair { index } => {
+                out.put_u8(HAVE_REPAIR);
+                out.put_u32(*index);
+            }
+            CodedMessage::RepairBitfield(bits) => {
+                out.reserve(bits.len());
+                out.put_u8(REPAIR_BITFIELD);
+                out.put_slice(bits);
             }
         }
         out.freeze()

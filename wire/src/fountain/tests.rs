@@ -35,6 +35,9 @@ fn all() -> Vec<CodedMessage> {
             received: 1 << 40,
             receive_us: 7,
         },
+        CodedMessage::HaveRepair { index: 3 },
+        CodedMessage::RepairBitfield(Bytes::from_static(&[0b1010_0000, 0x01])),
+        CodedMessage::RepairBitfield(Bytes::new()),
     ]
 }
 
@@ -52,6 +55,17 @@ fn every_message_round_trips() {
     }
     .encode();
     assert_eq!(&full[..9], &header[..]);
+}
+
+#[test]
+fn have_repair_must_be_exactly_four_bytes() {
+    let l = Limits::DEFAULT;
+    for bad in [&[8u8, 0, 0, 1][..], &[8, 0, 0, 0, 1, 2]] {
+        assert!(matches!(
+            CodedMessage::decode(&Bytes::copy_from_slice(bad), 1024, &l),
+            Err(FountainError::BadLength { kind: 8, .. })
+        ));
+    }
 }
 
 #[test]
