@@ -139,6 +139,9 @@ pub struct TorrentState {
     pub failed_coded: HashMap<u32, codec::HashFailure>,
     /// Rebuilding from and generating the outer code.
     pub outer: super::outer::OuterProgress,
+    /// Times each piece (original, then repair) was suggested to a coded
+    /// peer while seeding (`coded::suggest`).
+    pub suggested: Vec<u32>,
 }
 
 /// Everything a torrent's tasks share.
@@ -252,6 +255,7 @@ impl TorrentShared {
                 coded,
                 failed_coded: HashMap::new(),
                 outer: Default::default(),
+                suggested: Vec::new(),
                 completed_at: complete.then(Instant::now),
                 phase: if complete {
                     TorrentPhase::Seeding

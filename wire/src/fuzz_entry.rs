@@ -300,7 +300,8 @@ pub fn fountain_message(data: &[u8]) {
         CodedMessage::PieceDone { .. }
         | CodedMessage::Ack { .. }
         | CodedMessage::HaveRepair { .. }
-        | CodedMessage::RepairBitfield(_) => Vec::new(),
+        | CodedMessage::RepairBitfield(_)
+        | CodedMessage::Suggest { .. } => Vec::new(),
     };
     for r in ranges {
         assert!(r.count <= limits.max_symbols_per_message);

@@ -74,6 +74,12 @@ pub struct CodedLink {
     /// surplus: duplicates, decoder full, piece already done).
     pub late: u64,
     pub surplus: u64,
+    /// Pieces we suggested to them (seeding) and they do not have yet.
+    pub suggested_to: Vec<u32>,
+    /// Pieces they suggested to us, oldest first; `suggesting` once any
+    /// came: such a seed is asked for its suggestions first.
+    pub suggestions: VecDeque<u32>,
+    pub suggesting: bool,
 }
 
 impl CodedLink {
@@ -106,6 +112,9 @@ impl CodedLink {
             got: 0,
             late: 0,
             surplus: 0,
+            suggested_to: Vec::new(),
+            suggestions: VecDeque::new(),
+            suggesting: false,
         }
     }
 

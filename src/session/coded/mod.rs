@@ -6,10 +6,12 @@
 //! - `recv`, `send`: the peer task's coded receiving and sending.
 //! - `verify`: decode, verify, write; poisoner attribution.
 //! - `repair`: which repair pieces of the outer code each side holds.
+//! - `suggest`: a seed spreading its upload over distinct pieces.
 
 pub mod link;
 mod recv;
 mod repair;
 mod send;
 pub mod state;
+mod suggest;
 mod verify;

@@ -93,6 +93,7 @@ impl PeerTask {
         }
         tracing::debug!(peer = %self.addr, quic, "coded peer (T = {t})");
         self.announce_repair();
+        self.suggest_more();
         // The side that opened the TCP connection moves it to QUIC.
         let want_quic = self.torrent.config.coded_transport != CodedTransport::Tcp;
         if !quic && want_quic && self.outgoing {
@@ -166,6 +167,7 @@ impl PeerTask {
             }
             CodedMessage::HaveRepair { index } => self.on_peer_have_repair(index)?,
             CodedMessage::RepairBitfield(bits) => self.on_repair_bitfield(&bits)?,
+            CodedMessage::Suggest { piece } => self.on_suggest(piece)?,
         }
         Ok(())
     }
@@ -196,6 +198,10 @@ impl PeerTask {
         let key = self.key;
         let theirs = self.conn.peer_pieces.clone();
         let theirs_repair = self.their_repair.clone();
+        // A suggesting seed is asked for its suggestions before anything
+        // of our own choosing (`coded::suggest`).
+        let mut suggestions = link.suggestions.clone();
+        let suggesting = link.suggesting;
         let n = theirs.len();
         // Repair piece r is coded piece N + r.
         let has = |p: u32| match p.checked_sub(n) {
@@ -245,6 +251,10 @@ impl PeerTask {
                         }
                         piece
                     }
+                    None if suggesting => match next_suggested(&mut st.picker, &mut suggestions) {
+                        Some(piece) => piece,
+                        None => break,
+                    },
                     None => match st.picker.start_coded(&theirs, Some(&theirs_repair)) {
                         Some(piece) => piece,
                         None => break,
@@ -289,6 +299,9 @@ impl PeerTask {
                     }
                 }
             }
+        }
+        if let Some(link) = self.link.as_mut() {
+            link.suggestions = suggestions;
         }
         for (piece, d) in decoded {
             self.torrent.coded_decoded(piece, d);
@@ -525,4 +538,29 @@ async fn upgrade_to_quic(
     if let Err(e) = result {
         tracing::debug!(peer = %target, "QUIC: {e:#}");
     }
+}
+
+/// Starts the oldest suggested piece that can start; suggestions of
+/// pieces held or under way are dropped, those there is no room for yet
+/// are kept.
+fn next_suggested(
+    picker: &mut crate::session::picker::Picker,
+    suggestions: &mut std::collections::VecDeque<u32>,
+) -> Option<u32> {
+    use crate::session::picker::Suggested;
+    let mut kept = std::collections::VecDeque::new();
+    let mut started = None;
+    while let Some(piece) = suggestions.pop_front() {
+        match picker.start_suggested(piece) {
+            Suggested::Started => {
+                started = Some(piece);
+                break;
+            }
+            Suggested::Useless => {}
+            Suggested::NotNow => kept.push_back(piece),
+        }
+    }
+    kept.append(suggestions);
+    *suggestions = kept;
+    started
 }

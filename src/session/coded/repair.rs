@@ -32,11 +32,14 @@ impl PeerTask {
         if !self.our_repair.set(index) {
             return;
         }
+        let suggesting = self.link.as_ref().is_some_and(|l| l.suggesting);
+        if !self.their_repair.has(index) || suggesting {
+            // Without a coded link this sends nothing; a suggesting seed
+            // learns that its suggestion was taken.
+            self.send_coded(CodedMessage::HaveRepair { index });
+        }
         if self.their_repair.has(index) {
             self.update_interest();
-        } else {
-            // Without a coded link this sends nothing.
-            self.send_coded(CodedMessage::HaveRepair { index });
         }
     }
 
@@ -70,6 +73,7 @@ impl PeerTask {
         if !self.their_repair.set(index) {
             return Ok(());
         }
+        self.suggestion_taken(self.our_have.len() + index);
         {
             let mut st = self.torrent.lock();
             st.picker.add_peer_have(self.our_have.len() + index);

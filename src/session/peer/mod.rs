@@ -384,6 +384,7 @@ impl PeerTask {
                 self.refill();
             }
             PeerEvent::Have(piece) => {
+                self.suggestion_taken(piece);
                 {
                     let mut st = self.torrent.lock();
                     st.picker.add_peer_have(piece);
@@ -492,10 +493,16 @@ impl PeerTask {
         match cmd {
             PeerCmd::Have(piece) => {
                 if self.our_have.set(piece) {
+                    // A suggesting seed learns from the HAVE that its
+                    // suggestion was taken (`coded::suggest`).
+                    let suggesting = self.link.as_ref().is_some_and(|l| l.suggesting);
+                    if suggesting {
+                        self.send(Message::Have { piece });
+                    }
                     if self.conn.peer_pieces.has(piece) {
                         self.they_have_we_lack = self.they_have_we_lack.saturating_sub(1);
                         self.update_interest();
-                    } else {
+                    } else if !suggesting {
                         // Peers that already have it learn nothing from a HAVE.
                         self.send(Message::Have { piece });
                     }

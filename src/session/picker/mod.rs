@@ -350,6 +350,12 @@ impl Picker {
         theirs_repair: Option<&Bitfield>,
     ) -> Option<u32> {
         let piece = self.choose_new_piece(theirs, theirs_repair)?;
+        self.insert_coded(piece);
+        Some(piece)
+    }
+
+    /// A new coded partial for `piece`.
+    fn insert_coded(&mut self, piece: u32) {
         let blocks = self.geometry.block_count(piece);
         self.partial.insert(
             piece,
@@ -361,7 +367,6 @@ impl Picker {
                 coded: true,
             },
         );
-        Some(piece)
     }
 
     /// Plain pieces that `theirs` has and nobody is working on (no block
@@ -595,5 +600,6 @@ fn release_in(block: &mut Block, peer: PeerKey) {
 }
 
 mod repair;
+pub use repair::Suggested;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,17 @@ use wire::Bitfield;
 
 use super::Picker;
 
+/// What became of a suggested piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suggested {
+    /// Started: request its symbols.
+    Started,
+    /// Held, being received already, or not a piece: forget it.
+    Useless,
+    /// Enough pieces are held or coming for now: keep it for later.
+    NotNow,
+}
+
 impl Picker {
     /// Adds the outer code's repair pieces, `have` being those held.
     pub fn with_repair(mut self, have: Bitfield) -> Self {
@@ -86,6 +97,34 @@ impl Picker {
             .count() as u32;
         let enough = self.done.len() + 1 + self.rebuild_shortfalls;
         self.held_count() + coming < enough
+    }
+
+    /// Starts `piece` (original, or repair from N on) as a coded piece
+    /// because its sender suggested it, if we lack it, nobody works on it
+    /// and it may help (see [`Self::room_for_more`]).
+    pub fn start_suggested(&mut self, piece: u32) -> Suggested {
+        let known = piece < self.done.len() || self.repair_index(piece).is_some();
+        if !known
+            || self.held(piece)
+            || self.partial.contains_key(&piece)
+            || self.verifying.contains(&piece)
+        {
+            return Suggested::Useless;
+        }
+        let useful = match self.repair_index(piece) {
+            Some(_) => self.repair_wanted(),
+            None => self.room_for_more(),
+        };
+        if !useful {
+            return Suggested::NotNow;
+        }
+        self.insert_coded(piece);
+        Suggested::Started
+    }
+
+    /// Connected peers holding `piece` (original or repair).
+    pub fn availability_of(&self, piece: u32) -> u32 {
+        self.availability.get(piece as usize).copied().unwrap_or(0)
     }
 
     /// Pieces in progress as (piece, holders connected), for stall logs.

@@ -27,6 +27,7 @@ const RANGE_SENT: u8 = 6;
 const ACK: u8 = 7;
 const HAVE_REPAIR: u8 = 8;
 const REPAIR_BITFIELD: u8 = 9;
+const SUGGEST: u8 = 10;
 /// First byte of a datagram frame.
 const DATAGRAM: u8 = 0x10;
 /// Bytes of a datagram frame before the symbols: kind, sequence, piece,
@@ -136,6 +137,10 @@ pub enum CodedMessage {
     /// bitfield (sent once, after the extended handshake). Its length is
     /// checked against the torrent's repair count by the receiver.
     RepairBitfield(Bytes),
+    /// "Fetch this piece from me": a seed spreading its upload over pieces
+    /// nobody has yet (like BEP 16's initial seeding). Piece N + r is
+    /// repair piece r.
+    Suggest { piece: u32 },
 }
 
 /// Why a coded message or datagram was refused. Every one is the sender's
@@ -281,6 +286,11 @@ impl CodedMessage {
                 CodedMessage::HaveRepair { index: b.get_u32() }
             }
             REPAIR_BITFIELD => CodedMessage::RepairBitfield(payload.slice(1..)),
+            SUGGEST => {
+                need(kind, body, 4)?;
+                let mut b = body;
+                CodedMessage::Suggest { piece: b.get_u32() }
+            }
             ACK => {
                 need(kind, body, 16)?;
                 let mut b = body;
@@ -353,6 +363,10 @@ impl CodedMessage {
                 out.reserve(bits.len());
                 out.put_u8(REPAIR_BITFIELD);
                 out.put_slice(bits);
+            }
+            CodedMessage::Suggest { piece } => {
+                out.put_u8(SUGGEST);
+                out.put_u32(*piece);
             }
         }
         out.freeze()

@@ -38,6 +38,7 @@ fn all() -> Vec<CodedMessage> {
         CodedMessage::HaveRepair { index: 3 },
         CodedMessage::RepairBitfield(Bytes::from_static(&[0b1010_0000, 0x01])),
         CodedMessage::RepairBitfield(Bytes::new()),
+        CodedMessage::Suggest { piece: 1 << 20 },
     ]
 }
 

@@ -1,0 +1,200 @@
+//! Suggestions (DESIGN §3.6): a seed of a torrent with an outer code spreads
+//! its upload over the pieces it has sent least, so that once it has
+//! uploaded a little more than one copy the swarm holds about that many
+//! distinct original and repair pieces — what lets the swarm finish after
+//! the seed leaves. Like BEP 16's initial seeding, for coded peers only: a
+//! receiver starts new pieces from a suggesting seed only as suggested, and
+//! the seed suggests another whenever the peer announces a piece.
+
+use anyhow::Result;
+use rand::Rng;
+use wire::fountain::CodedMessage;
+use wire::peer::Violation;
+use wire::Bitfield;
+
+use crate::session::peer::PeerTask;
+use crate::session::picker::Picker;
+use crate::session::torrent::TorrentState;
+
+/// Bytes of suggested pieces outstanding per peer: enough to keep the
+/// path from the seed busy, few enough that they are fetched soon.
+const SUGGEST_AHEAD_BYTES: u32 = 1 << 20;
+/// Suggestions a receiver keeps from one peer.
+const MAX_SUGGESTIONS: usize = 64;
+
+impl PeerTask {
+    /// Seeding a torrent with an outer code: keeps [`SUGGEST_AHEAD`]
+    /// suggestions outstanding with this coded peer.
+    pub(crate) fn suggest_more(&mut self) {
+        let Some(link) = self.link.as_ref() else {
+            return;
+        };
+        let piece_len = self.torrent.info.geometry.piece_length().max(1);
+        let ahead = (SUGGEST_AHEAD_BYTES / piece_len).clamp(2, 16) as usize;
+        if link.suggested_to.len() >= ahead {
+            return;
+        }
+        let mut skip = link.suggested_to.clone();
+        let before = skip.len();
+        {
+            let mut st = self.torrent.lock();
+            if !st.picker.done().is_complete() || st.picker.repair_done().is_empty() {
+                return;
+            }
+            while skip.len() < ahead {
+                match st.pick_suggestion(&self.conn.peer_pieces, &self.their_repair, &skip) {
+                    Some(piece) => skip.push(piece),
+                    None => break,
+                }
+            }
+        }
+        let fresh: Vec<u32> = skip.split_off(before);
+        for &piece in &fresh {
+            self.send_coded(CodedMessage::Suggest { piece });
+        }
+        if let Some(link) = self.link.as_mut() {
+            link.suggested_to.extend(fresh);
+        }
+    }
+
+    /// The peer now has `piece` (coded numbering): a suggestion taken.
+    pub(crate) fn suggestion_taken(&mut self, piece: u32) {
+        if let Some(link) = self.link.as_mut() {
+            link.suggested_to.retain(|&p| p != piece);
+            self.suggest_more();
+        }
+    }
+
+    /// The peer suggests a piece.
+    pub(crate) fn on_suggest(&mut self, piece: u32) -> Result<()> {
+        let count = self.our_have.len() + self.our_repair.len();
+        if piece >= count {
+            return Err(Violation::Coded(format!("suggested piece {piece} of {count}")).into());
+        }
+        if let Some(link) = self.link.as_mut() {
+            link.suggesting = true;
+            if !link.suggestions.contains(&piece) && link.suggestions.len() < MAX_SUGGESTIONS {
+                link.suggestions.push_back(piece);
+            }
+        }
+        self.refill();
+        Ok(())
+    }
+}
+
+impl TorrentState {
+    /// The piece to suggest next to a peer holding `theirs` and
+    /// `theirs_repair` (see [`choose_suggestion`]).
+    pub fn pick_suggestion(
+        &mut self,
+        theirs: &Bitfield,
+        theirs_repair: &Bitfield,
+        skip: &[u32],
+    ) -> Option<u32> {
+        choose_suggestion(
+            &self.picker,
+            &mut self.suggested,
+            theirs,
+            theirs_repair,
+            skip,
+        )
+    }
+}
+
+/// One piece we hold and the peer lacks, suggested least so far (per
+/// `counts`, which it then bumps), then the rarest, at random among equals;
+/// never one in `skip`.
+fn choose_suggestion(
+    picker: &Picker,
+    counts: &mut Vec<u32>,
+    theirs: &Bitfield,
+    theirs_repair: &Bitfield,
+    skip: &[u32],
+) -> Option<u32> {
+    {
+        let n = theirs.len();
+        let total = n + theirs_repair.len();
+        counts.resize(total as usize, 0);
+        let mut rng = rand::rng();
+        let mut best: Option<((u32, u32), u32)> = None;
+        let mut ties = 0u32;
+        for piece in 0..total {
+            let they_have = match piece.checked_sub(n) {
+                Some(r) => theirs_repair.has(r),
+                None => theirs.has(piece),
+            };
+            if they_have || !picker.held(piece) || skip.contains(&piece) {
+                continue;
+            }
+            let score = (
+                counts.get(piece as usize).copied().unwrap_or(0),
+                picker.availability_of(piece),
+            );
+            match best {
+                Some((b, _)) if score > b => {}
+                Some((b, _)) if score == b => {
+                    ties += 1;
+                    if rng.random_range(0..ties) == 0 {
+                        best = Some((score, piece));
+                    }
+                }
+                _ => {
+                    best = Some((score, piece));
+                    ties = 1;
+                }
+            }
+        }
+        let (_, piece) = best?;
+        if let Some(c) = counts.get_mut(piece as usize) {
+            *c += 1;
+        }
+        Some(piece)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::PieceGeometry;
+
+    #[test]
+    fn every_piece_is_suggested_once_before_any_twice() {
+        let g = PieceGeometry::new(16 * 1024, 6 * 16 * 1024).unwrap();
+        let mut seed = Picker::new(g, Bitfield::full(6)).with_repair(Bitfield::full(2));
+        let mut counts = Vec::new();
+        let mut theirs = Bitfield::new(6);
+        theirs.set(0);
+        let none = Bitfield::new(2);
+        // Two peers asking in turn: the 7 pieces the first lacks go out
+        // once each before any goes twice.
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            let p = choose_suggestion(&seed, &mut counts, &theirs, &none, &[]).unwrap();
+            assert!(p != 0 && !seen.contains(&p), "{p} again in {seen:?}");
+            seen.push(p);
+        }
+        assert_eq!(counts.iter().sum::<u32>(), 7);
+        // Now twice, but never one the peer has or one in `skip`.
+        let skip = [1, 2, 3, 4, 5, 6];
+        assert_eq!(
+            choose_suggestion(&seed, &mut counts, &theirs, &none, &skip),
+            Some(7)
+        );
+        // Among equals, the rarest first.
+        seed.add_peer_have(3);
+        let mut fresh = Vec::new();
+        let p = choose_suggestion(&seed, &mut fresh, &theirs, &none, &[]).unwrap();
+        assert_ne!(p, 3);
+        // Nothing the peer lacks: nothing to suggest.
+        assert_eq!(
+            choose_suggestion(
+                &seed,
+                &mut fresh,
+                &Bitfield::full(6),
+                &Bitfield::full(2),
+                &[]
+            ),
+            None
+        );
+    }
+}
