@@ -80,6 +80,9 @@ pub struct CodedLink {
     /// came: such a seed is asked for its suggestions first.
     pub suggestions: VecDeque<u32>,
     pub suggesting: bool,
+    /// Every piece they ever suggested: the only ones a suggesting seed is
+    /// asked to send symbols of while someone else has them too.
+    pub suggested_by_them: std::collections::HashSet<u32>,
 }
 
 impl CodedLink {
@@ -115,6 +118,7 @@ impl CodedLink {
             suggested_to: Vec::new(),
             suggestions: VecDeque::new(),
             suggesting: false,
+            suggested_by_them: Default::default(),
         }
     }
 

@@ -202,6 +202,7 @@ impl PeerTask {
         // of our own choosing (`coded::suggest`).
         let mut suggestions = link.suggestions.clone();
         let suggesting = link.suggesting;
+        let suggested_by_them = &link.suggested_by_them;
         let n = theirs.len();
         // Repair piece r is coded piece N + r.
         let has = |p: u32| match p.checked_sub(n) {
@@ -228,7 +229,19 @@ impl PeerTask {
             if budget < (target / 4).max(1) {
                 return;
             }
-            let mut started: Vec<u32> = coded.pieces().filter(|&p| has(p)).collect();
+            // A suggesting seed spends its upload on pieces nobody else
+            // has: it is not asked for symbols of pieces others hold unless
+            // it suggested them.
+            let from_here = |p: u32, picker: &crate::session::picker::Picker| {
+                has(p)
+                    && (!suggesting
+                        || suggested_by_them.contains(&p)
+                        || picker.availability_of(p) <= 1)
+            };
+            let mut started: Vec<u32> = coded
+                .pieces()
+                .filter(|&p| from_here(p, &st.picker))
+                .collect();
             started.sort_unstable();
             for piece in started {
                 if budget == 0 {
@@ -287,7 +300,10 @@ impl PeerTask {
                         }
                     }
                 }
-                let mut pieces: Vec<u32> = coded.pieces().filter(|&p| has(p)).collect();
+                let mut pieces: Vec<u32> = coded
+                    .pieces()
+                    .filter(|&p| from_here(p, &st.picker))
+                    .collect();
                 pieces.sort_unstable();
                 for piece in pieces {
                     if budget == 0 {

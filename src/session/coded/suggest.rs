@@ -73,6 +73,7 @@ impl PeerTask {
         }
         if let Some(link) = self.link.as_mut() {
             link.suggesting = true;
+            link.suggested_by_them.insert(piece);
             if !link.suggestions.contains(&piece) && link.suggestions.len() < MAX_SUGGESTIONS {
                 link.suggestions.push_back(piece);
             }
