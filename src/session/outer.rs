@@ -20,7 +20,7 @@ use crate::storage::Storage;
 const GENERATE_PASS_BYTES: usize = 256 << 20;
 /// Largest torrent rebuilt from the outer code: a rebuild holds every
 /// piece it uses in memory.
-const MAX_REBUILD_BYTES: u64 = 4 << 30;
+pub const MAX_REBUILD_BYTES: u64 = 4 << 30;
 
 /// Where the outer code of a torrent stands.
 #[derive(Debug, Default)]
@@ -59,12 +59,9 @@ impl TorrentShared {
         let (have, have_repair, held) = {
             let mut st = self.lock();
             let held = st.picker.held_count();
+            // (Torrents over MAX_REBUILD_BYTES hold no repair pieces: see
+            // `TorrentShared::new`.)
             if !st.picker.can_rebuild() || st.outer.rebuilding || held <= st.outer.failed_at {
-                return;
-            }
-            if self.info.geometry.total_length() > MAX_REBUILD_BYTES {
-                st.outer.failed_at = u32::MAX;
-                tracing::warn!("the torrent is too large to rebuild from its outer code in memory");
                 return;
             }
             st.outer.rebuilding = true;

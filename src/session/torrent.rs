@@ -216,10 +216,17 @@ impl TorrentShared {
         // foreign, missing) is replaced by what the re-check found instead
         // of forcing a re-check on every start.
         let recorded = u32::MAX;
+        // Repair pieces help only a peer that can rebuild from them; a
+        // torrent too large to rebuild in memory is traded without them.
+        let rebuildable = info.geometry.total_length() <= super::outer::MAX_REBUILD_BYTES;
+        if storage.repair().is_some() && !rebuildable {
+            tracing::info!("too large to rebuild from its outer code: repair pieces not traded");
+        }
+        let (have_repair, repair) = match storage.repair() {
+            Some(r) if rebuildable => (have_repair, (r.count(), r.piece_len())),
+            _ => (Bitfield::new(0), (0, 0)),
+        };
         let picker = Picker::new(info.geometry, have).with_repair(have_repair);
-        let repair = storage
-            .repair()
-            .map_or((0, 0), |r| (r.count(), r.piece_len()));
         // Coded transfer needs the piece size to suit RaptorQ; a torrent that
         // does not simply stays plain.
         let coded = match (

@@ -90,11 +90,6 @@ impl Storage {
         self.outer.as_ref().map(|(_, store)| store)
     }
 
-    /// Number of repair pieces (0 without an outer code).
-    pub fn repair_count(&self) -> u32 {
-        self.repair().map_or(0, RepairStore::count)
-    }
-
     /// The repair store and index of piece `index` when it is a repair piece.
     fn as_repair(&self, index: u32) -> Option<(&RepairStore, u32)> {
         let r = index.checked_sub(self.geometry.piece_count())?;

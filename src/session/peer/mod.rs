@@ -159,7 +159,7 @@ where
         tx,
         counters: counters.clone(),
         pieces: Bitfield::new(torrent.info.piece_count()),
-        repair: Bitfield::new(torrent.storage.repair_count()),
+        repair: Bitfield::new(torrent.lock().picker.repair_done().len()),
         interested: false,
         choked: true,
         outgoing,
