@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use harness::clients::{self, Transmission};
 use harness::evil::{Evil, EvilPeer};
 use harness::netns::Netns;
+use harness::node::{statuses_in, u};
 use harness::*;
 
 const TRACKER_IP: &str = "198.18.0.1";
@@ -67,25 +68,10 @@ fn dataset(tag: &str, files: &[(&str, usize)], announce: &str) -> Data {
     }
 }
 
-/// Every JSON status line a `get` wrote to `log`.
-fn statuses(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        // Status lines only, not notes.
-        .filter(|v| v.get("have_bytes").is_some())
-        .collect()
-}
-
 fn last_status(log: &Path) -> serde_json::Value {
-    statuses(log)
+    statuses_in(log)
         .pop()
         .unwrap_or_else(|| panic!("no status in {}:\n{}", log.display(), tail(log)))
-}
-
-fn u(v: &serde_json::Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
 
 /// The last lines of a log and its stderr, for failure messages.
@@ -256,7 +242,7 @@ fn mixed_swarm_with_legacy_clients() {
     let mut legacy_seen = std::collections::BTreeSet::new();
     let logs = std::iter::once(seed_log.clone()).chain(coded.iter().map(|(_, l, _)| l.clone()));
     for log in logs {
-        for status in statuses(&log) {
+        for status in statuses_in(&log) {
             for peer in status["peers"].as_array().into_iter().flatten() {
                 if peer["coded"] == false {
                     legacy_seen.insert(peer["addr"].as_str().unwrap_or("").to_owned());
@@ -326,7 +312,7 @@ fn three_senders_one_slow(transport: &str) {
     assert!(received as f64 <= 1.02 * data.total as f64, "{end}");
     // Per sender, from the status lines while they were connected.
     let mut by_sender = std::collections::BTreeMap::<String, u64>::new();
-    for status in statuses(&log) {
+    for status in statuses_in(&log) {
         for peer in status["peers"].as_array().into_iter().flatten() {
             let addr = peer["addr"].as_str().unwrap_or("").to_owned();
             let got = peer["downloaded_coded"].as_u64().unwrap_or(0);
@@ -375,7 +361,7 @@ fn sender_killed_mid_piece() {
     let from_killed = loop {
         assert!(Instant::now() < deadline, "no progress:\n{}", tail(&log));
         std::thread::sleep(Duration::from_millis(100));
-        let Some(s) = statuses(&log).pop() else {
+        let Some(s) = statuses_in(&log).pop() else {
             continue;
         };
         if u(&s, "have_bytes") * 3 >= data.total {

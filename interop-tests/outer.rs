@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use harness::clients;
 use harness::netns::Netns;
+use harness::node::{statuses_in, u};
 use harness::*;
 
 /// Nothing listens here: peers are given with --peer.
@@ -19,16 +20,6 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 const PIECE: usize = 256 << 10;
 /// Original pieces no peer holds at the start.
 const LOST: usize = 5;
-
-/// The JSON status lines a `get` wrote to `log`.
-fn statuses(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("have_bytes").is_some())
-        .collect()
-}
 
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default()
@@ -49,23 +40,19 @@ fn wait_status(
 ) -> serde_json::Value {
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        if let Some(s) = statuses(log).pop().filter(|s| done(s)) {
+        if let Some(s) = statuses_in(log).pop().filter(|s| done(s)) {
             return s;
         }
         if Instant::now() >= deadline {
             // Every party's last status, to see who waits for whom.
             let dir = log.parent().unwrap_or(log);
             for name in ["a.log", "b.log", "l.log"] {
-                eprintln!("{name}: {:?}", statuses(&dir.join(name)).pop());
+                eprintln!("{name}: {:?}", statuses_in(&dir.join(name)).pop());
             }
             panic!("{what}: timed out:\n{}", tail(log));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn u(v: &serde_json::Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
 
 /// Pieces 0..LOST exist nowhere: peer A holds every other original, peer B
@@ -151,8 +138,8 @@ fn lost_pieces_are_rebuilt_from_repair_pieces_held_by_others() {
         matches!(status, Some(s) if s.success()),
         "leecher did not finish ({status:?}):\n{}\nA: {:?}\nB: {:?}",
         tail(&l_log),
-        statuses(&a_log).pop(),
-        statuses(&b_log).pop(),
+        statuses_in(&a_log).pop(),
+        statuses_in(&b_log).pop(),
     );
     assert!(
         std::fs::read(&l_copy).unwrap() == std::fs::read(&source).unwrap(),
@@ -161,7 +148,7 @@ fn lost_pieces_are_rebuilt_from_repair_pieces_held_by_others() {
     let complete = |s: &serde_json::Value| u(s, "have_bytes") == u(s, "total_bytes");
     let a_end = wait_status(&a_log, "A completing", complete);
     let b_end = wait_status(&b_log, "B completing", complete);
-    let l_end = statuses(&l_log).pop().unwrap();
+    let l_end = statuses_in(&l_log).pop().unwrap();
     for copy in [&a_copy, &b_copy] {
         assert!(
             std::fs::read(copy).unwrap() == std::fs::read(&source).unwrap(),

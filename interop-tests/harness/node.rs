@@ -108,3 +108,19 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// Every JSON status line a `get` wrote to the file `log` (its stdout).
+pub fn statuses_in(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        // Status lines only, not notes.
+        .filter(|v| v.get("have_bytes").is_some())
+        .collect()
+}
+
+/// A counter of a status line.
+pub fn u(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}

@@ -25,12 +25,7 @@ pub struct RepairStore {
 impl RepairStore {
     /// Where the repair pieces of a download saved at `saveas` live.
     pub fn path_for(saveas: &Path) -> PathBuf {
-        let mut name = saveas
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(".bf-repair");
-        saveas.with_file_name(name)
+        super::resume::beside(saveas, ".bf-repair")
     }
 
     /// Opens (or creates, empty) the repair file of `saveas` for repair
@@ -115,14 +110,11 @@ impl RepairStore {
     pub fn write_part(&self, index: u32, begin: u32, data: &[u8]) -> io::Result<()> {
         self.check_index(index)?;
         if u64::from(begin) + data.len() as u64 > u64::from(self.len) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} bytes at {begin} overrun a {}-byte repair piece",
-                    data.len(),
-                    self.len
-                ),
-            ));
+            return Err(invalid(format!(
+                "{} bytes at {begin} overrun a {}-byte repair piece",
+                data.len(),
+                self.len
+            )));
         }
         self.file
             .write_all_at(data, self.offset(index) + u64::from(begin))
@@ -132,14 +124,11 @@ impl RepairStore {
     /// peers right after. Blocking.
     pub fn write(&self, index: u32, data: &[u8]) -> io::Result<()> {
         if data.len() != self.len as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "repair piece of {} bytes, {} expected",
-                    data.len(),
-                    self.len
-                ),
-            ));
+            return Err(invalid(format!(
+                "repair piece of {} bytes, {} expected",
+                data.len(),
+                self.len
+            )));
         }
         self.write_part(index, 0, data)?;
         self.sync()
@@ -153,10 +142,14 @@ impl RepairStore {
         if index < self.count() {
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("no repair piece {index} (there are {})", self.count()),
-            ))
+            Err(invalid(format!(
+                "no repair piece {index} (there are {})",
+                self.count()
+            )))
         }
     }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
 }

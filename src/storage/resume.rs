@@ -29,11 +29,17 @@ struct ResumeData {
 
 /// Where the resume data of a download saved at `saveas` lives: beside it.
 pub fn resume_path(saveas: &Path) -> PathBuf {
+    beside(saveas, ".bf-resume")
+}
+
+/// `saveas` with `suffix` added to its name: a file of ours beside the
+/// download (in the same folder, so it never lands outside it).
+pub fn beside(saveas: &Path, suffix: &str) -> PathBuf {
     let mut name = saveas
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".bf-resume");
+    name.push(suffix);
     saveas.with_file_name(name)
 }
 

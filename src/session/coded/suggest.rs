@@ -112,45 +112,43 @@ fn choose_suggestion(
     theirs_repair: &Bitfield,
     skip: &[u32],
 ) -> Option<u32> {
-    {
-        let n = theirs.len();
-        let total = n + theirs_repair.len();
-        counts.resize(total as usize, 0);
-        let mut rng = rand::rng();
-        let mut best: Option<((u32, u32), u32)> = None;
-        let mut ties = 0u32;
-        for piece in 0..total {
-            let they_have = match piece.checked_sub(n) {
-                Some(r) => theirs_repair.has(r),
-                None => theirs.has(piece),
-            };
-            if they_have || !picker.held(piece) || skip.contains(&piece) {
-                continue;
-            }
-            let score = (
-                counts.get(piece as usize).copied().unwrap_or(0),
-                picker.availability_of(piece),
-            );
-            match best {
-                Some((b, _)) if score > b => {}
-                Some((b, _)) if score == b => {
-                    ties += 1;
-                    if rng.random_range(0..ties) == 0 {
-                        best = Some((score, piece));
-                    }
-                }
-                _ => {
+    let n = theirs.len();
+    let total = n + theirs_repair.len();
+    counts.resize(total as usize, 0);
+    let mut rng = rand::rng();
+    let mut best: Option<((u32, u32), u32)> = None;
+    let mut ties = 0u32;
+    for piece in 0..total {
+        let they_have = match piece.checked_sub(n) {
+            Some(r) => theirs_repair.has(r),
+            None => theirs.has(piece),
+        };
+        if they_have || !picker.held(piece) || skip.contains(&piece) {
+            continue;
+        }
+        let score = (
+            counts.get(piece as usize).copied().unwrap_or(0),
+            picker.availability_of(piece),
+        );
+        match best {
+            Some((b, _)) if score > b => {}
+            Some((b, _)) if score == b => {
+                ties += 1;
+                if rng.random_range(0..ties) == 0 {
                     best = Some((score, piece));
-                    ties = 1;
                 }
             }
+            _ => {
+                best = Some((score, piece));
+                ties = 1;
+            }
         }
-        let (_, piece) = best?;
-        if let Some(c) = counts.get_mut(piece as usize) {
-            *c += 1;
-        }
-        Some(piece)
     }
+    let (_, piece) = best?;
+    if let Some(c) = counts.get_mut(piece as usize) {
+        *c += 1;
+    }
+    Some(piece)
 }
 
 #[cfg(test)]
