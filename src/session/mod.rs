@@ -24,6 +24,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use wire::fountain::UplinkPacer;
 use wire::{Bitfield, InfoHash, Metainfo, PeerId};
 
 use crate::storage::{StartState, Storage};
@@ -119,6 +120,8 @@ pub struct Session {
     resolver: Option<UrlResolver>,
     /// QUIC endpoint for coded peers, on the UDP port of the same number.
     quic: Option<quinn::Endpoint>,
+    /// Paces the sum of every connection's symbol datagrams.
+    uplink: Arc<Mutex<UplinkPacer>>,
 }
 
 /// A running torrent.
@@ -205,6 +208,10 @@ impl Session {
         let session = Session {
             up_limit: Arc::new(RateLimiter::new(config.max_upload_rate)),
             down_limit: Arc::new(RateLimiter::new(config.max_download_rate)),
+            uplink: Arc::new(Mutex::new(UplinkPacer::new(
+                coded::link::datagram_pacing(config.max_upload_rate),
+                std::time::Instant::now(),
+            ))),
             config: Arc::new(config),
             listen_addr,
             torrents: Arc::default(),
@@ -307,6 +314,7 @@ impl Session {
             down_limit: self.down_limit.clone(),
             shutdown: self.shutdown.child_token(),
             quic: self.quic.clone(),
+            uplink: self.uplink.clone(),
         });
         self.torrents
             .lock()

@@ -174,6 +174,8 @@ pub struct TorrentShared {
     /// Encoders of pieces we serve repair symbols of.
     pub encoders: Mutex<codec::EncoderCache>,
     pub quic: Option<quinn::Endpoint>,
+    /// The session's pacer of all symbol datagrams together.
+    pub uplink: Arc<Mutex<wire::fountain::UplinkPacer>>,
     started: Instant,
 }
 
@@ -193,6 +195,7 @@ pub struct TorrentParts {
     pub shutdown: CancellationToken,
     /// The session's QUIC endpoint, when it listens on UDP.
     pub quic: Option<quinn::Endpoint>,
+    pub uplink: Arc<Mutex<wire::fountain::UplinkPacer>>,
 }
 
 impl TorrentShared {
@@ -209,6 +212,7 @@ impl TorrentShared {
             down_limit,
             shutdown,
             quic,
+            uplink,
         } = parts;
         let complete = have.is_complete();
         // Nothing counts as recorded yet: the first flush writes the resume
@@ -287,12 +291,18 @@ impl TorrentShared {
             cache: Mutex::new(VecDeque::new()),
             encoders: Mutex::new(codec::EncoderCache::new(64 << 20)),
             quic,
+            uplink,
             started: Instant::now(),
         })
     }
 
     pub fn lock(&self) -> MutexGuard<'_, TorrentState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The session's uplink pacer (shared by every torrent's datagrams).
+    pub fn lock_uplink(&self) -> MutexGuard<'_, wire::fountain::UplinkPacer> {
+        self.uplink.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn is_complete(&self) -> bool {
@@ -366,6 +376,12 @@ impl TorrentShared {
         Ok(data)
     }
 
+    /// Whether `piece` is in the cache (without touching its recency).
+    pub fn is_cached(&self, piece: u32) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.iter().any(|(p, _)| *p == piece)
+    }
+
     fn cached(&self, piece: u32) -> Option<Bytes> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let at = cache.iter().position(|(p, _)| *p == piece)?;
@@ -376,8 +392,9 @@ impl TorrentShared {
     }
 
     fn cache_piece(&self, piece: u32, data: Bytes) {
-        // About 16 MiB of recent pieces: what several peers are fetching.
-        let capacity = ((16usize << 20) / self.info.geometry.piece_length() as usize).clamp(2, 64);
+        // About 16 MiB of recent pieces: what several peers are fetching,
+        // and what their queued requests will fetch next (prefetched).
+        let capacity = ((16usize << 20) / self.info.geometry.piece_length() as usize).clamp(2, 512);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|(p, _)| *p != piece);
         cache.push_front((piece, data));

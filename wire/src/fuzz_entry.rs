@@ -9,7 +9,7 @@
 use bytes::BytesMut;
 
 use crate::bencode;
-use crate::fountain::{CodedMessage, DatagramFrame, DatagramPacer, PacerConfig};
+use crate::fountain::{CodedMessage, Datagram, DatagramPacer, PacerConfig, UplinkPacer};
 use crate::kenosis::{classify_dns_name, DnsName, KenosisHost, KenosisUrl, Key, KEY_MAX_LEN};
 use crate::metainfo::{Info, Metainfo};
 use crate::peer::{Decoded, ExtendedHandshake, Handshake, MessageDecoder, PeerConn, PeerEvent};
@@ -316,8 +316,18 @@ pub fn fountain_datagram(data: &[u8]) {
     let Some((t, datagram)) = split_t(data) else {
         return;
     };
-    let Ok(frame) = DatagramFrame::decode(&datagram, t, &limits) else {
-        return;
+    let frame = match Datagram::decode(&datagram, t, &limits) {
+        Ok(Datagram::Symbols(frame)) => frame,
+        Ok(Datagram::Ack {
+            highest_seq,
+            received,
+            receive_us,
+        }) => {
+            let again = Datagram::ack(highest_seq, received, receive_us);
+            assert_eq!(again, datagram, "ack re-encoding differs");
+            return;
+        }
+        Err(_) => return,
     };
     let count = frame.count(t);
     assert!(t > 0 && (1..=255).contains(&count));
@@ -328,13 +338,16 @@ pub fn fountain_datagram(data: &[u8]) {
 
 /// The datagram pacer driven by a hostile receiver: a sequence of sends,
 /// acknowledgements with arbitrary sequence numbers and byte counts, and
-/// clock steps. The rate stays finite and within its configured bounds, and
-/// the next send time never lies absurdly far ahead.
+/// clock steps, with the uplink pacer fed what it reports (its sends
+/// attributed to four flows). Rates stay finite and within their configured
+/// bounds, and no send is scheduled absurdly far ahead.
 pub fn fountain_pacer(data: &[u8]) {
     let config = PacerConfig::default();
     let start = std::time::Instant::now();
     let mut now = start;
     let mut pacer = DatagramPacer::new(config.clone(), now);
+    let mut uplink = UplinkPacer::new(config.clone(), now);
+    let mut uplink_wait = std::time::Duration::ZERO;
     let mut sends = 0u64;
     for op in data.chunks_exact(9) {
         let Some((&kind, rest)) = op.split_first() else {
@@ -355,13 +368,21 @@ pub fn fountain_pacer(data: &[u8]) {
             // A datagram of up to 64 KiB.
             0 => {
                 sends += 1;
-                let _ = pacer.on_send((a % 65_536) as usize + 1, now);
+                let bytes = (a % 65_536) as usize + 1;
+                let _ = pacer.on_send(bytes, now);
+                uplink_wait = uplink.on_send(u64::from(kind >> 6), bytes, now);
             }
             // An acknowledgement of any sequence number and byte count
             // (`b` scaled up so huge counts are reachable).
             // The receiver's clock is any value: it only counts in
             // differences, wrapping.
-            1 => pacer.on_ack(a, u64::from(b) << (kind >> 4), b.rotate_left(7), now),
+            1 => {
+                if let Some(delta) =
+                    pacer.on_ack(a, u64::from(b) << (kind >> 4), b.rotate_left(7), now)
+                {
+                    uplink.on_ack(delta, now);
+                }
+            }
             // The clock moves up to ~65 s.
             // The clock moves up to ~65 s; sometimes the sender had
             // nothing to send.
@@ -375,7 +396,10 @@ pub fn fountain_pacer(data: &[u8]) {
             _ => {
                 sends += 1;
                 let seq = pacer.on_send(1200, now).wrapping_sub(a % 64);
-                pacer.on_ack(seq, u64::from(b), b, now);
+                uplink_wait = uplink.on_send(u64::from(kind >> 6), 1200, now);
+                if let Some(delta) = pacer.on_ack(seq, u64::from(b), b, now) {
+                    uplink.on_ack(delta, now);
+                }
             }
         }
         let rate = pacer.rate();
@@ -387,5 +411,9 @@ pub fn fountain_pacer(data: &[u8]) {
         let horizon = now.duration_since(start)
             + std::time::Duration::from_secs_f64(per_send * (sends as f64 + 1.0));
         assert!(pacer.next_send_time(now).duration_since(start) <= horizon);
+        let rate = uplink.rate();
+        assert!(rate.is_finite() && rate >= config.min_rate && rate <= config.max_rate);
+        assert!(uplink.loss().is_finite() && (0.0..=1.0).contains(&uplink.loss()));
+        assert!(uplink_wait <= horizon);
     }
 }

@@ -3,6 +3,7 @@
 //! pacer, and acknowledgement counters for datagrams it sends us.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use wire::fountain::{DatagramPacer, Delivery, PacerConfig, SymbolRange};
@@ -17,6 +18,18 @@ pub const SYMBOL_SIZES: [u32; 3] = [1024, 4096, 16384];
 pub const MAX_QUEUED_SYMBOLS: u32 = 32_768;
 /// Symbols a peer may send that we never asked for before it is dropped.
 pub const MAX_UNREQUESTED: u32 = 256;
+
+/// Datagram pacing settings: the defaults, capped by the upload limit.
+pub fn datagram_pacing(max_upload_rate: u64) -> PacerConfig {
+    let mut config = PacerConfig::default();
+    if max_upload_rate > 0 {
+        config.max_rate = max_upload_rate as f64;
+    }
+    config
+}
+
+/// Names each connection's datagram flow for the session's uplink pacer.
+static NEXT_FLOW: AtomicU64 = AtomicU64::new(0);
 
 /// A request being served: the range as asked, and how far we got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +68,8 @@ pub struct CodedLink {
     pub serving_symbols: u32,
     /// Paces the datagrams we send them (QUIC only).
     pub pacer: Option<DatagramPacer>,
+    /// Our datagrams to them, as the session's uplink pacer knows them.
+    pub flow: u64,
     /// Highest datagram sequence they sent us, and payload bytes received
     /// by datagram (for our acknowledgements).
     pub dg_highest: Option<u32>,
@@ -87,13 +102,7 @@ pub struct CodedLink {
 
 impl CodedLink {
     pub fn new(their_id: u8, t: u32, quic: bool, now: Instant, max_rate: u64) -> Self {
-        let pacer = quic.then(|| {
-            let mut config = PacerConfig::default();
-            if max_rate > 0 {
-                config.max_rate = max_rate as f64;
-            }
-            DatagramPacer::new(config, now)
-        });
+        let pacer = quic.then(|| DatagramPacer::new(datagram_pacing(max_rate), now));
         CodedLink {
             their_id,
             t,
@@ -105,6 +114,7 @@ impl CodedLink {
             serving: VecDeque::new(),
             serving_symbols: 0,
             pacer,
+            flow: NEXT_FLOW.fetch_add(1, Ordering::Relaxed),
             dg_highest: None,
             dg_highest_us: 0,
             dg_epoch: now,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
-use wire::fountain::{CodedMessage, DatagramFrame, Delivery, SymbolRange};
+use wire::fountain::{CodedMessage, Datagram, Delivery, SymbolRange};
 use wire::peer::{ExtendedHandshake, Message, RaptorqCaps, Violation};
 use wire::{BlockRef, Limits, BLOCK_SIZE};
 
@@ -160,11 +160,7 @@ impl PeerTask {
                 highest_seq,
                 received,
                 receive_us,
-            } => {
-                if let Some(pacer) = self.link.as_mut().and_then(|l| l.pacer.as_mut()) {
-                    pacer.on_ack(highest_seq, received, receive_us, now);
-                }
-            }
+            } => self.on_symbol_ack(highest_seq, received, receive_us, now),
             CodedMessage::HaveRepair { index } => self.on_peer_have_repair(index)?,
             CodedMessage::RepairBitfield(bits) => self.on_repair_bitfield(&bits)?,
             CodedMessage::Suggest { piece } => self.on_suggest(piece)?,
@@ -451,8 +447,19 @@ impl PeerTask {
             // Not coded yet: nothing to do with symbols.
             return Ok(());
         };
-        let frame = DatagramFrame::decode(&datagram, t, &Limits::DEFAULT)
-            .map_err(|e| Violation::Coded(e.to_string()))?;
+        let frame = match Datagram::decode(&datagram, t, &Limits::DEFAULT)
+            .map_err(|e| Violation::Coded(e.to_string()))?
+        {
+            Datagram::Symbols(frame) => frame,
+            Datagram::Ack {
+                highest_seq,
+                received,
+                receive_us,
+            } => {
+                self.on_symbol_ack(highest_seq, received, receive_us, Instant::now());
+                return Ok(());
+            }
+        };
         if let Some(link) = self.link.as_mut() {
             link.dg_received += frame.symbols.len() as u64;
             let newer = link
@@ -486,11 +493,33 @@ impl PeerTask {
         }
         link.dg_acked = received;
         let receive_us = link.dg_highest_us;
-        self.send_coded(CodedMessage::Ack {
-            highest_seq: highest,
-            received,
-            receive_us,
+        // As a datagram: on the stream, one lost packet would hold back
+        // every acknowledgement behind it. A lost one is superseded by the
+        // next (they are cumulative).
+        let sent = self.quic.as_ref().is_some_and(|quic| {
+            quic.send_datagram(Datagram::ack(highest, received, receive_us))
+                .is_ok()
         });
+        if !sent {
+            self.send_coded(CodedMessage::Ack {
+                highest_seq: highest,
+                received,
+                receive_us,
+            });
+        }
+    }
+
+    /// The peer acknowledged our symbol datagrams: feeds our pacer, and the
+    /// session's uplink pacer what it learnt.
+    fn on_symbol_ack(&mut self, highest_seq: u32, received: u64, receive_us: u32, now: Instant) {
+        let delta = self
+            .link
+            .as_mut()
+            .and_then(|l| l.pacer.as_mut())
+            .and_then(|pacer| pacer.on_ack(highest_seq, received, receive_us, now));
+        if let Some(delta) = delta {
+            self.torrent.lock_uplink().on_ack(delta, now);
+        }
     }
 
     /// Every 10 ms: acknowledge datagrams, write off lost symbols, and ask

@@ -53,6 +53,7 @@ impl PeerTask {
         };
         link.serving.push_back(Serving::new(range, delivery));
         link.serving_symbols += range.count;
+        self.torrent.prefetch_symbols(range);
         if delivery == Delivery::Stream {
             self.serve_coded_stream().await?;
         }
@@ -212,6 +213,13 @@ impl PeerTask {
                 Err(e) => return Err(e).context("QUIC datagram"),
             }
             self.account_upload(symbols.len() as u64);
+            // Our other datagram flows share the uplink: wait our turn.
+            let flow = self.link.as_ref().map_or(0, |l| l.flow);
+            let wait = self.torrent.lock_uplink().on_send(flow, symbols.len(), now);
+            if !wait.is_zero() {
+                let at = tokio::time::Instant::now() + wait;
+                self.serve_resume_at = Some(self.serve_resume_at.map_or(at, |t| t.max(at)));
+            }
             // The end of a request: what did not arrive is lost.
             if let Some(range) = finished {
                 self.send_coded(CodedMessage::RangeSent {

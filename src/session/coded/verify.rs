@@ -31,7 +31,46 @@ enum Outcome {
     },
 }
 
+/// Repair symbols generated on the reactor rather than the blocking pool.
+const INLINE_REPAIR_SYMBOLS: u32 = 4;
+
 impl TorrentShared {
+    /// A peer asked for symbols of `range`: reads the piece (and builds its
+    /// encoder, for repair symbols) now, in the background, so that the
+    /// paced sender finds them ready when their turn comes instead of
+    /// waiting on the disk and the blocking pool then.
+    pub fn prefetch_symbols(self: &Arc<Self>, range: wire::fountain::SymbolRange) {
+        let Some(params) = self
+            .lock()
+            .coded
+            .as_ref()
+            .and_then(|c| c.code().piece(range.piece).ok())
+        else {
+            return;
+        };
+        let needs_encoder = range.end() > params.k();
+        let cached = self.is_cached(range.piece)
+            && (!needs_encoder
+                || self
+                    .encoders
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(range.piece, params.symbol_size())
+                    .is_some());
+        if cached {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(data) = this.piece_data(range.piece).await else {
+                return; // the send will report it
+            };
+            if needs_encoder {
+                let _ = this.encoder(range.piece, params, data).await;
+            }
+        });
+    }
+
     /// Symbols `first_esi ..` of a piece we have, concatenated: source
     /// symbols straight from the piece, repair symbols from its encoder
     /// (built once, off the reactor, and kept in an LRU).
@@ -63,14 +102,21 @@ impl TorrentShared {
         let first_repair = first_esi.max(k);
         let repair_count = count - source_count;
         let encoder = self.encoder(piece, params, data).await?;
-        let repair = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        let generate = move || -> Result<Vec<u8>> {
             let mut out = Vec::with_capacity(repair_count as usize * t as usize);
             for symbol in encoder.repair_symbols(first_repair, repair_count)? {
                 out.extend_from_slice(&symbol);
             }
             Ok(out)
-        })
-        .await??;
+        };
+        // A few symbols from a built encoder take microseconds: a trip to
+        // the blocking pool would cost more, and a paced sender waiting on
+        // it misses its slot.
+        let repair = if repair_count <= INLINE_REPAIR_SYMBOLS {
+            generate()?
+        } else {
+            tokio::task::spawn_blocking(generate).await??
+        };
         if source.is_empty() {
             return Ok(Bytes::from(repair));
         }

@@ -551,6 +551,15 @@ impl PeerTask {
         }
         if let Some(pacer) = self.link.as_ref().and_then(|l| l.pacer.as_ref()) {
             let path = self.quic.as_ref().map(|q| q.stats().path);
+            let (uplink_mbit, uplink_bottleneck_mbit, uplink_loss, uplink_flows) = {
+                let uplink = self.torrent.lock_uplink();
+                (
+                    uplink.rate() * 8e-6,
+                    uplink.bottleneck() * 8e-6,
+                    uplink.loss(),
+                    uplink.active_flows(now),
+                )
+            };
             tracing::debug!(
                 peer = %self.addr,
                 max_datagram = ?self.quic.as_ref().and_then(|q| q.max_datagram_size()),
@@ -561,6 +570,15 @@ impl PeerTask {
                 bottleneck_mbit = pacer.bottleneck() * 8e-6,
                 loss = pacer.loss(),
                 min_rtt = ?pacer.min_rtt(),
+                latest_rtt = ?pacer.latest_rtt(),
+                in_flight = pacer.in_flight(),
+                window = pacer.window() as u64,
+                queued = self.link.as_ref().map_or(0, |l| l.serving_symbols),
+                stats = ?pacer.stats,
+                uplink_mbit,
+                uplink_bottleneck_mbit,
+                uplink_loss,
+                uplink_flows,
                 "datagram pacing"
             );
         }

@@ -7,8 +7,12 @@
 //! it derived itself.
 
 mod pacer;
+#[cfg(test)]
+mod sim;
+mod uplink;
 
-pub use pacer::{DatagramPacer, PacerConfig};
+pub use pacer::{AckDelta, DatagramPacer, PacerConfig, PacerStats};
+pub use uplink::UplinkPacer;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -30,6 +34,11 @@ const REPAIR_BITFIELD: u8 = 9;
 const SUGGEST: u8 = 10;
 /// First byte of a datagram frame.
 const DATAGRAM: u8 = 0x10;
+/// Datagram type of an acknowledgement (the ACK message's fields), sent
+/// unreliably: on the stream a lost packet holds back every acknowledgement
+/// behind it, and the sender's window stalls on acknowledgements a round
+/// trip or more late.
+const DATAGRAM_ACK: u8 = 0x11;
 /// Bytes of a datagram frame before the symbols: kind, sequence, piece,
 /// first ESI, symbol count.
 pub const DATAGRAM_HEADER: usize = 1 + 4 + 4 + 3 + 1;
@@ -385,6 +394,46 @@ impl CodedMessage {
             *dst = src;
         }
         h
+    }
+}
+
+/// A datagram from a coded peer: symbols, or an acknowledgement of the
+/// symbol datagrams we sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datagram {
+    Symbols(DatagramFrame),
+    /// As [`CodedMessage::Ack`].
+    Ack {
+        highest_seq: u32,
+        received: u64,
+        receive_us: u32,
+    },
+}
+
+impl Datagram {
+    /// Parses a datagram; `t` is the torrent's symbol size.
+    pub fn decode(datagram: &Bytes, t: u32, limits: &Limits) -> Result<Self, FountainError> {
+        if datagram.first() != Some(&DATAGRAM_ACK) {
+            return DatagramFrame::decode(datagram, t, limits).map(Datagram::Symbols);
+        }
+        let body = datagram.get(1..).unwrap_or_default();
+        need(DATAGRAM_ACK, body, 16)?;
+        let mut b = body;
+        Ok(Datagram::Ack {
+            highest_seq: b.get_u32(),
+            received: b.get_u64(),
+            receive_us: b.get_u32(),
+        })
+    }
+
+    /// An acknowledgement datagram.
+    pub fn ack(highest_seq: u32, received: u64, receive_us: u32) -> Bytes {
+        let mut out = BytesMut::with_capacity(17);
+        out.put_u8(DATAGRAM_ACK);
+        out.put_u32(highest_seq);
+        out.put_u64(received);
+        out.put_u32(receive_us);
+        out.freeze()
     }
 }
 

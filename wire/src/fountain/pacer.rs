@@ -98,8 +98,17 @@ const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(2);
 const MIN_SAMPLE_BYTES: u64 = 64 * 1024;
 /// ... unless the link is so slow that gathering them takes this long.
 const MAX_SAMPLE_WAIT: Duration = Duration::from_millis(50);
-/// How far behind schedule a sender may catch up in one burst.
-const MAX_BURST: Duration = Duration::from_millis(2);
+/// How far behind schedule a sender may catch up in one burst: a task on a
+/// busy machine wakes milliseconds late (2 ms lost a fifth of the rate to
+/// 3 ms of lateness in `a_sender_woken_late_keeps_its_rate`; 6 ms let the
+/// bursts overflow short queues).
+const MAX_BURST: Duration = Duration::from_millis(4);
+/// ... or by this many datagrams, on slow paths where they take longer.
+const BURST_DATAGRAMS: f64 = 4.0;
+/// A sender behind schedule while less than this share of its window is
+/// in flight was late (woken late, or held by the uplink pacer); with more
+/// in flight the window held it.
+const LATE_WINDOW_SHARE: f64 = 0.75;
 /// How long the minimum round trip is remembered.
 const RTT_WINDOW: Duration = Duration::from_secs(10);
 /// How late the receiver's acknowledgements may be: it acknowledges on a
@@ -150,6 +159,37 @@ pub struct DatagramPacer {
     next_send: Instant,
     /// Largest datagram payload sent so far, bytes.
     largest_datagram: usize,
+    /// What happened so far, for diagnostics.
+    pub stats: PacerStats,
+    /// Payload bytes the receiver has reported, as far as we believe it
+    /// (never more than we had sent up to the datagram it acknowledged).
+    delivered: u64,
+}
+
+/// Counts of what a pacer did, for diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacerStats {
+    /// Delivery-rate samples taken, and of them app-limited ones (the
+    /// sender idle or late) that were below the estimate and left out.
+    pub samples: u64,
+    pub app_limited_dropped: u64,
+    /// Sends made behind schedule with room in the window.
+    pub late_sends: u64,
+    /// Rate updates capped because a queue was building.
+    pub queue_capped: u64,
+}
+
+/// What one acknowledgement told about a flow, for the sender's
+/// [`super::UplinkPacer`]: bytes that arrived and bytes now accounted for
+/// (arrived or lost) since the previous acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AckDelta {
+    pub delivered: u64,
+    pub accounted: u64,
+    /// When the highest acknowledged datagram was sent.
+    pub sent_at: Instant,
+    /// The flow's smallest recent round trip.
+    pub min_rtt: Duration,
 }
 
 impl DatagramPacer {
@@ -177,6 +217,8 @@ impl DatagramPacer {
             rate,
             next_send: now,
             largest_datagram: 0,
+            delivered: 0,
+            stats: PacerStats::default(),
         }
     }
 
@@ -230,6 +272,9 @@ impl DatagramPacer {
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
+        // Behind schedule with room in the window: the sender was late, not
+        // held back by the path.
+        let window_had_room = (self.in_flight() as f64) < LATE_WINDOW_SHARE * self.window();
         if std::mem::take(&mut self.idle) {
             self.last_idle_seq = Some(seq);
         }
@@ -241,9 +286,22 @@ impl DatagramPacer {
         while self.sent.len() > 1 << 16 {
             self.sent.pop_front();
         }
-        // A sender woken late (timers tick in milliseconds) may catch up on
-        // the schedule, but never by more than a small burst.
-        let earliest = now.checked_sub(MAX_BURST).unwrap_or(now);
+        // A sender woken late (timers tick in milliseconds, and a busy
+        // machine runs the task later still) may catch up on the schedule,
+        // but never by more than a small burst.
+        let burst = MAX_BURST.max(Duration::from_secs_f64(
+            BURST_DATAGRAMS * bytes as f64 / self.rate,
+        ));
+        let earliest = now.checked_sub(burst).unwrap_or(now);
+        if self.next_send < earliest && window_had_room {
+            self.stats.late_sends += 1;
+            // Time forfeited: deliveries over it show how late we were, not
+            // what the path carries. Taken as the path's rate they would
+            // lower it, the next round would be later still, and the rate
+            // would spiral down (seen: 50 Mbit/s flows at 2 on a loaded
+            // machine).
+            self.last_idle_seq = Some(seq);
+        }
         let start = self.next_send.max(earliest);
         self.next_send = start + Duration::from_secs_f64(bytes as f64 / self.rate);
         seq
@@ -260,21 +318,30 @@ impl DatagramPacer {
     /// has seen, how many payload bytes it received by datagram in total
     /// (the sender counts the same payload bytes in [`Self::on_send`]), and
     /// when the highest arrived on the receiver's clock (microseconds,
-    /// wrapping).
-    pub fn on_ack(&mut self, highest_seq: u32, received: u64, receive_us: u32, now: Instant) {
+    /// wrapping). Returns what the acknowledgement added, unless it was old
+    /// news.
+    pub fn on_ack(
+        &mut self,
+        highest_seq: u32,
+        received: u64,
+        receive_us: u32,
+        now: Instant,
+    ) -> Option<AckDelta> {
         if received == 0 {
             // Nothing arrived yet: `highest_seq` means nothing.
-            return;
+            return None;
         }
-        let Some(&(_, sent_at, sent_upto, measuring)) =
-            self.sent.iter().find(|(s, _, _, _)| *s == highest_seq)
-        else {
-            // Unknown or already superseded: old news.
-            return;
-        };
+        let &(_, sent_at, sent_upto, measuring) =
+            self.sent.iter().find(|(s, _, _, _)| *s == highest_seq)?;
         let rtt = now.saturating_duration_since(sent_at);
         self.latest_rtt = Some(rtt);
+        let accounted = sent_upto.saturating_sub(self.acked_upto);
         self.acked_upto = self.acked_upto.max(sent_upto);
+        // A receiver cannot have more than we sent: a lying one claims at
+        // most a loss-free path.
+        let believed = received.min(sent_upto).max(self.delivered);
+        let delivered = believed.saturating_sub(self.delivered);
+        self.delivered = believed;
         self.last_ack_at = now;
         let stale = self
             .min_rtt
@@ -316,8 +383,11 @@ impl DatagramPacer {
                 take_sample = false;
             } else if got > 0 && sent > 0 {
                 let sample = got as f64 / interval.as_secs_f64();
+                self.stats.samples += 1;
                 if !app_limited || sample >= self.bottleneck() {
                     self.bw_samples.push_back((now, sample));
+                } else {
+                    self.stats.app_limited_dropped += 1;
                 }
                 // Only what was sent below the bottleneck tells random loss
                 // from our own congestion.
@@ -344,6 +414,12 @@ impl DatagramPacer {
             self.bw_samples.pop_front();
         }
         self.update_rate(now);
+        Some(AckDelta {
+            delivered,
+            accounted,
+            sent_at,
+            min_rtt: self.round_trip(),
+        })
     }
 
     fn round_trip(&self) -> Duration {
@@ -422,6 +498,7 @@ impl DatagramPacer {
                 };
                 if self.queue_building() {
                     // A queue is filling: no more than the bottleneck.
+                    self.stats.queue_capped += 1;
                     target.min(bw)
                 } else {
                     target
@@ -444,6 +521,11 @@ impl DatagramPacer {
     /// Smallest recent round trip, if measured.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt.map(|(r, _)| r)
+    }
+
+    /// Latest round trip, if measured.
+    pub fn latest_rtt(&self) -> Option<Duration> {
+        self.latest_rtt
     }
 }
 

@@ -1,35 +1,7 @@
 //! Tests of the datagram pacer: unit checks and link simulations.
 
 use super::*;
-
-/// A link model: a rate cap with a drop-tail queue, a one-way delay and
-/// random loss, as the bench's emulator applies them.
-struct Link {
-    rate: f64,
-    queue_limit: f64,
-    delay: Duration,
-    loss: f64,
-    busy_until: Instant,
-    rng: u64,
-}
-
-impl Link {
-    /// Arrival time of a datagram sent at `at`, or `None` if dropped.
-    fn send(&mut self, bytes: usize, at: Instant) -> Option<Instant> {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        if (self.rng % 1_000_000) as f64 / 1e6 < self.loss {
-            return None;
-        }
-        let start = self.busy_until.max(at);
-        if start.duration_since(at).as_secs_f64() * self.rate > self.queue_limit {
-            return None; // queue full
-        }
-        self.busy_until = start + Duration::from_secs_f64(bytes as f64 / self.rate);
-        Some(self.busy_until + self.delay)
-    }
-}
+use crate::fountain::sim::{self, Link, Outcome, Setup};
 
 /// Runs the pacer over the link for `secs`; returns (goodput bytes/s,
 /// datagrams sent per datagram delivered).
@@ -41,17 +13,9 @@ fn simulate(rate_mbit: f64, rtt_ms: u64, loss: f64, secs: f64) -> (f64, f64) {
 /// this period (ack compression).
 fn simulate_with(rate_mbit: f64, rtt_ms: u64, loss: f64, secs: f64, bunch: Duration) -> (f64, f64) {
     let start = Instant::now();
-    let rate = rate_mbit * 1e6 / 8.0;
     let delay = Duration::from_millis(rtt_ms / 2);
-    let bdp = (rate * (rtt_ms as f64 / 1000.0)).max(30_000.0);
-    let mut link = Link {
-        rate,
-        queue_limit: bdp,
-        delay,
-        loss,
-        busy_until: start,
-        rng: 0x9E37_79B9_7F4A_7C15,
-    };
+    let bdp = (rate_mbit * 1e6 / 8.0 * (rtt_ms as f64 / 1000.0)).max(30_000.0);
+    let mut link = Link::new(rate_mbit, bdp, delay, loss, start);
     let mut pacer = DatagramPacer::new(PacerConfig::default(), start);
     let size = 1036;
     let mut arrivals: VecDeque<(Instant, u32)> = VecDeque::new();
@@ -92,74 +56,22 @@ fn simulate_with(rate_mbit: f64, rtt_ms: u64, loss: f64, secs: f64, bunch: Durat
     (goodput, sent as f64 * size as f64 / received.max(1) as f64)
 }
 
-/// `flows` pacers sending into one bottleneck (a seed serving several
-/// leechers over its uplink, or several senders into one downlink);
-/// returns (total goodput bytes/s, bytes sent per byte delivered).
-fn simulate_shared(flows: usize, rate_mbit: f64, rtt_ms: u64, loss: f64, secs: f64) -> (f64, f64) {
-    let start = Instant::now();
-    let rate = rate_mbit * 1e6 / 8.0;
-    let delay = Duration::from_millis(rtt_ms / 2);
-    let bdp = (rate * (rtt_ms as f64 / 1000.0)).max(150_000.0);
-    let mut link = Link {
-        rate,
-        queue_limit: bdp,
-        delay,
-        loss,
-        busy_until: start,
-        rng: 0x9E37_79B9_7F4A_7C15,
-    };
-    let size = 1036;
-    let mut pacers: Vec<DatagramPacer> = (0..flows)
-        .map(|_| DatagramPacer::new(PacerConfig::default(), start))
-        .collect();
-    let mut arrivals: VecDeque<(Instant, usize, u32)> = VecDeque::new();
-    let mut received = vec![0u64; flows];
-    let mut highest = vec![0u32; flows];
-    let mut highest_us = vec![0u32; flows];
-    let mut acks: VecDeque<(Instant, usize, u32, u64, u32)> = VecDeque::new();
-    let (mut sent, mut next_ack, mut now) = (0u64, start, start);
-    let end = start + Duration::from_secs_f64(secs);
-    while now < end {
-        for (f, pacer) in pacers.iter_mut().enumerate() {
-            while pacer.next_send_time(now) <= now {
-                let seq = pacer.on_send(size, now);
-                sent += 1;
-                if let Some(at) = link.send(size, now) {
-                    arrivals.push_back((at, f, seq));
-                }
-            }
-        }
-        while arrivals.front().is_some_and(|(at, _, _)| *at <= now) {
-            let (_, f, seq) = arrivals.pop_front().unwrap();
-            received[f] += size as u64;
-            highest[f] = highest[f].max(seq);
-            highest_us[f] = (now - start).as_micros() as u32;
-        }
-        if now >= next_ack {
-            for f in 0..flows {
-                if received[f] > 0 {
-                    acks.push_back((now + delay, f, highest[f], received[f], highest_us[f]));
-                }
-            }
-            next_ack = now + Duration::from_millis(10);
-        }
-        while acks.front().is_some_and(|(at, _, _, _, _)| *at <= now) {
-            let (_, f, h, r, us) = acks.pop_front().unwrap();
-            pacers[f].on_ack(h, r, us, now);
-        }
-        now += Duration::from_micros(200);
-    }
-    let total: u64 = received.iter().sum();
-    (
-        total as f64 / secs,
-        sent as f64 * size as f64 / total.max(1) as f64,
-    )
-}
-
 #[test]
 fn flows_sharing_a_bottleneck_do_not_flood_it() {
     for (flows, rtt, loss) in [(2, 20, 0.01), (4, 20, 0.0), (4, 80, 0.05)] {
-        let (goodput, overhead) = simulate_shared(flows, 20.0, rtt, loss, 8.0);
+        let Outcome {
+            goodput, overhead, ..
+        } = sim::simulate(&Setup {
+            flows,
+            uplink_mbit: 20.0,
+            downlink_mbit: None,
+            rtt_ms: rtt,
+            loss,
+            stagger: Duration::ZERO,
+            secs: 8.0,
+            shared: false,
+            lateness: Duration::ZERO,
+        });
         eprintln!(
             "{flows} flows rtt {rtt} loss {loss}: {:.1} Mbit/s, {overhead:.3} sent per delivered",
             goodput * 8e-6
@@ -265,4 +177,37 @@ fn sequence_order_wraps() {
     assert!(seq_before(u32::MAX, 0));
     assert!(!seq_before(2, 1));
     assert!(!seq_before(5, 5));
+}
+
+#[test]
+fn a_sender_woken_late_keeps_its_rate() {
+    // Senders woken on a millisecond timer and up to 3 ms late (a busy
+    // machine): each late spell used to read as a slower path, and the
+    // rate spiralled down to a few Mbit/s.
+    let setup = |flows| Setup {
+        flows,
+        uplink_mbit: 50.0,
+        downlink_mbit: Some(50.0),
+        rtt_ms: 20,
+        loss: 0.01,
+        stagger: Duration::from_millis(100),
+        secs: 10.0,
+        shared: true,
+        lateness: Duration::from_millis(3),
+    };
+    for flows in [1, 4] {
+        let Outcome {
+            goodput, overhead, ..
+        } = sim::simulate(&setup(flows));
+        eprintln!(
+            "{flows} late flows: {:.1} Mbit/s, {overhead:.3} sent per delivered",
+            goodput * 8e-6
+        );
+        assert!(
+            goodput > 0.9 * 0.99 * 50e6 / 8.0,
+            "{flows} flows: {:.1} Mbit/s",
+            goodput * 8e-6
+        );
+        assert!(overhead < 1.1, "{flows} flows: {overhead:.3}");
+    }
 }

@@ -170,6 +170,25 @@ fn datagram_frames_round_trip_and_check_length() {
     ));
     assert!(DatagramFrame::decode(&bytes.slice(..100), 1024, &l).is_err());
     assert!(DatagramFrame::decode(&Bytes::from_static(&[1, 2, 3]), 1024, &l).is_err());
+    // Both kinds through `Datagram`.
+    assert_eq!(
+        Datagram::decode(&bytes, 1024, &l),
+        Ok(Datagram::Symbols(
+            DatagramFrame::decode(&bytes, 1024, &l).unwrap()
+        ))
+    );
+    let ack = Datagram::ack(7, 1 << 40, 123_456);
+    assert_eq!(ack.len(), 17);
+    assert_eq!(
+        Datagram::decode(&ack, 1024, &l),
+        Ok(Datagram::Ack {
+            highest_seq: 7,
+            received: 1 << 40,
+            receive_us: 123_456
+        })
+    );
+    assert!(Datagram::decode(&ack.slice(..16), 1024, &l).is_err());
+    assert!(DatagramFrame::decode(&ack, 1024, &l).is_err());
     // Several symbols per datagram; none may pass the largest ESI.
     let many = DatagramFrame {
         seq: 1,
