@@ -163,6 +163,8 @@ pub struct TorrentShared {
     pub down_limit: Arc<RateLimiter>,
     /// Completed pieces being hashed and written.
     pub verifying: std::sync::atomic::AtomicUsize,
+    /// Pieces being read ahead for symbol requests (`prefetch_symbols`).
+    pub prefetching: std::sync::atomic::AtomicUsize,
     pub rechoke: Notify,
     pub completed: Notify,
     /// Woken (all waiters) whenever a piece is verified and written: reads
@@ -283,6 +285,7 @@ impl TorrentShared {
             up_limit,
             down_limit,
             verifying: std::sync::atomic::AtomicUsize::new(0),
+            prefetching: std::sync::atomic::AtomicUsize::new(0),
             rechoke: Notify::new(),
             completed: Notify::new(),
             piece_done: Notify::new(),

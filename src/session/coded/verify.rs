@@ -33,6 +33,9 @@ enum Outcome {
 
 /// Repair symbols generated on the reactor rather than the blocking pool.
 const INLINE_REPAIR_SYMBOLS: u32 = 4;
+/// Pieces read ahead at once: requests arrive unpaced (a peer may queue
+/// thousands of one-symbol ranges), reads must not.
+const MAX_PREFETCHING: usize = 8;
 
 impl TorrentShared {
     /// A peer asked for symbols of `range`: reads the piece (and builds its
@@ -60,14 +63,25 @@ impl TorrentShared {
         if cached {
             return;
         }
+        // Beyond the limit the send reads the piece itself, as it would
+        // without read-ahead.
+        let taken = self
+            .prefetching
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_PREFETCHING).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
-            let Ok(data) = this.piece_data(range.piece).await else {
-                return; // the send will report it
-            };
-            if needs_encoder {
-                let _ = this.encoder(range.piece, params, data).await;
+            if let Ok(data) = this.piece_data(range.piece).await {
+                if needs_encoder {
+                    // A failure here is the send's to report.
+                    let _ = this.encoder(range.piece, params, data).await;
+                }
             }
+            this.prefetching.fetch_sub(1, Ordering::AcqRel);
         });
     }
 
