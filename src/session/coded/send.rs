@@ -136,6 +136,47 @@ impl PeerTask {
         }
     }
 
+    /// Once a second at debug level: symbols of no use, and how our
+    /// datagrams to this peer are paced (this flow and the whole uplink).
+    pub(crate) fn log_coded_figures(&self, now: Instant) {
+        if let Some(link) = self.link.as_ref().filter(|l| l.late + l.surplus > 0) {
+            tracing::debug!(peer = %self.addr, late = link.late, surplus = link.surplus, "symbols of no use");
+        }
+        if let Some(pacer) = self.link.as_ref().and_then(|l| l.pacer.as_ref()) {
+            let path = self.quic.as_ref().map(|q| q.stats().path);
+            let (uplink_mbit, uplink_bottleneck_mbit, uplink_loss, uplink_flows) = {
+                let uplink = self.torrent.lock_uplink();
+                (
+                    uplink.rate() * 8e-6,
+                    uplink.bottleneck() * 8e-6,
+                    uplink.loss(),
+                    uplink.active_flows(now),
+                )
+            };
+            tracing::debug!(
+                peer = %self.addr,
+                max_datagram = ?self.quic.as_ref().and_then(|q| q.max_datagram_size()),
+                quic_lost = path.map(|p| p.lost_packets),
+                quic_sent = path.map(|p| p.sent_packets),
+                black_holes = path.map(|p| p.black_holes_detected),
+                rate_mbit = pacer.rate() * 8e-6,
+                bottleneck_mbit = pacer.bottleneck() * 8e-6,
+                loss = pacer.loss(),
+                min_rtt = ?pacer.min_rtt(),
+                latest_rtt = ?pacer.latest_rtt(),
+                in_flight = pacer.in_flight(),
+                window = pacer.window() as u64,
+                queued = self.link.as_ref().map_or(0, |l| l.serving_symbols),
+                stats = ?pacer.stats,
+                uplink_mbit,
+                uplink_bottleneck_mbit,
+                uplink_loss,
+                uplink_flows,
+                "datagram pacing"
+            );
+        }
+    }
+
     /// When the next datagram may go out, if any is waiting.
     pub(crate) fn datagrams_due(&self) -> Option<tokio::time::Instant> {
         let link = self.link.as_ref().filter(|l| l.has_datagrams())?;
