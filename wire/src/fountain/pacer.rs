@@ -60,9 +60,10 @@ enum Phase {
     Cruise { cycle: usize, since: Instant },
 }
 
-/// What one round of the cycle does.
+/// What one round of the cycle does (here and in the uplink pacer, with
+/// their own gains).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Gain {
+pub(super) enum Gain {
     /// Send a quarter above the bottleneck: is there more bandwidth?
     Probe,
     /// Send below the bottleneck, uncompensated: drains what the probe
@@ -73,7 +74,7 @@ enum Gain {
 }
 
 /// The cycle, one round trip (at least [`MIN_ROUND`]) per entry.
-const GAIN_CYCLE: [Gain; 8] = [
+pub(super) const GAIN_CYCLE: [Gain; 8] = [
     Gain::Probe,
     Gain::Measure,
     Gain::Cruise,

@@ -23,6 +23,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::pacer::{Gain, GAIN_CYCLE};
 use super::{AckDelta, PacerConfig};
 
 /// Shortest round: every flow acknowledges several times within it (a
@@ -49,27 +50,8 @@ const MIN_LOSS_SAMPLE: u64 = 64 * 1024;
 /// Accounted bytes at which a loss sample gets the most weight.
 const FULL_LOSS_SAMPLE: f64 = 1024.0 * 1024.0;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Gain {
-    /// Above the delivery maximum: is there more to have?
-    Probe,
-    /// Below it, uncompensated: drains what the probe queued; loss seen
-    /// now is the links' own, not the queue's.
-    Measure,
-    /// At it, compensated for the links' loss.
-    Cruise,
-}
-
-const GAIN_CYCLE: [Gain; 8] = [
-    Gain::Probe,
-    Gain::Measure,
-    Gain::Cruise,
-    Gain::Cruise,
-    Gain::Cruise,
-    Gain::Cruise,
-    Gain::Cruise,
-    Gain::Cruise,
-];
+/// Gains of the cycle's rounds ([`Gain`], [`GAIN_CYCLE`] as the flows'
+/// pacer has them, one round each).
 const PROBE_GAIN: f64 = 1.25;
 const MEASURE_GAIN: f64 = 0.8;
 
