@@ -264,7 +264,10 @@ pub fn ours(
             "1",
         ])
         .args(extra)
-        .env("RUST_LOG", "bitfountain=debug")
+        .env(
+            "RUST_LOG",
+            std::env::var("BF_TEST_LOG").unwrap_or_else(|_| "bitfountain=debug".into()),
+        )
         .stdout(std::fs::File::create(log).unwrap())
         .stderr(std::fs::File::create(log.with_extension("stderr")).unwrap());
     Reaped::spawn("bitfountain get", &mut cmd)

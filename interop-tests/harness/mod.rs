@@ -128,11 +128,18 @@ impl Drop for Reaped {
 }
 
 /// A fresh temporary folder for one test.
+/// Set `BF_TEST_KEEP=1` to keep it (and the peers' logs in it)
+/// after the test, to look into a failure.
 pub fn temp_dir(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
+    let mut dir = tempfile::Builder::new()
         .prefix(&format!("bf-{name}-"))
         .tempdir()
-        .unwrap()
+        .unwrap();
+    if std::env::var_os("BF_TEST_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("keeping {}", dir.path().display());
+    }
+    dir
 }
 
 /// Path helper: `dir/name` as a `PathBuf`.

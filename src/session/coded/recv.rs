@@ -207,6 +207,7 @@ impl PeerTask {
         };
         let mut ranges: Vec<SymbolRange> = Vec::new();
         let mut decoded = Vec::new();
+        let mut taken_over = Vec::new();
         {
             let mut guard = self.torrent.lock();
             let st = &mut *guard;
@@ -305,6 +306,9 @@ impl PeerTask {
                     if budget == 0 {
                         break;
                     }
+                    for slower in coded.take_over(key, piece, budget) {
+                        taken_over.push((slower, piece));
+                    }
                     for r in coded.plan(key, piece, budget, true) {
                         budget = budget.saturating_sub(r.count);
                         ranges.push(r);
@@ -314,6 +318,9 @@ impl PeerTask {
         }
         if let Some(link) = self.link.as_mut() {
             link.suggestions = suggestions;
+        }
+        for (slower, piece) in taken_over {
+            self.torrent.tell(&[slower], PeerCmd::CodedDone(piece));
         }
         for (piece, d) in decoded {
             self.torrent.coded_decoded(piece, d);
@@ -375,6 +382,9 @@ impl PeerTask {
             if ready || decoded.is_some() {
                 stop = coded.stop_senders(piece);
             }
+        }
+        if late + surplus > 0 {
+            tracing::trace!(peer = %self.addr, piece, first_esi, late, surplus, "symbols of no use");
         }
         // Other senders of the piece stop now rather than after the hash
         // check and the write: what they would send meanwhile is waste.

@@ -83,6 +83,16 @@ pub struct CodedState {
     pieces: HashMap<u32, CodedPiece>,
     /// Smoothed fraction of datagram symbols lost, per sender.
     loss: HashMap<PeerKey, f64>,
+    /// How fast each sender delivers, for endgame races.
+    rates: HashMap<PeerKey, SenderRate>,
+}
+
+/// A sender's delivery rate in bytes per second: now, and the most it has
+/// shown (what it can do once given work).
+#[derive(Debug, Clone, Copy, Default)]
+struct SenderRate {
+    now: f64,
+    peak: f64,
 }
 
 impl CodedState {
@@ -101,6 +111,7 @@ impl CodedState {
             key: DigestKey::random(),
             pieces: HashMap::new(),
             loss: HashMap::new(),
+            rates: HashMap::new(),
         })
     }
 
@@ -145,6 +156,13 @@ impl CodedState {
         self.loss.get(&peer).copied().unwrap_or(0.0)
     }
 
+    /// The rate at which `peer` delivers to us now (bytes per second).
+    pub fn set_rate(&mut self, peer: PeerKey, bytes_per_second: f64) {
+        let r = self.rates.entry(peer).or_default();
+        r.now = bytes_per_second;
+        r.peak = r.peak.max(bytes_per_second);
+    }
+
     /// Symbols requested from `peer` and not yet arrived or written off.
     pub fn in_flight(&self, peer: PeerKey) -> u32 {
         self.pieces
@@ -177,6 +195,37 @@ impl CodedState {
         f64::from(piece.k + margin) - f64::from(buffered) - expected
     }
 
+    /// Symbols `peer` should race for on `piece` in endgame. What another
+    /// sender has outstanding counts in proportion to its speed against
+    /// `peer`'s: one ten times slower delivers a tenth of it while `peer`
+    /// sends the rest; one as fast delivers all of it first, and racing it
+    /// would only bring the same symbols twice, the second half arriving
+    /// after the piece is done. With no measure of `peer` yet, or of the
+    /// other sender, it races as if the other sent nothing.
+    fn race_deficit(&self, piece: &CodedPiece, peer: PeerKey) -> f64 {
+        let buffered = piece
+            .decoder
+            .as_ref()
+            .map_or(piece.k, PieceDecoder::buffered);
+        let racer = self.rates.get(&peer).map_or(0.0, |r| r.peak);
+        let expected: f64 = piece
+            .open
+            .iter()
+            .map(|a| {
+                let weight = if a.peer == peer {
+                    1.0
+                } else if racer > 0.0 {
+                    let theirs = self.rates.get(&a.peer).map_or(0.0, |r| r.now);
+                    (theirs / racer).min(1.0)
+                } else {
+                    0.0
+                };
+                f64::from(a.outstanding()) * (1.0 - self.loss_of(a.peer)) * weight
+            })
+            .sum();
+        f64::from(piece.k + MARGIN) - f64::from(buffered) - expected
+    }
+
     /// Requests for `peer` on `piece`, at most `budget` symbols. With
     /// `endgame`, a sender may join a piece whose deficit is already covered
     /// by others (to finish it sooner); it then gets repair ESIs only.
@@ -205,12 +254,16 @@ impl CodedState {
             s.dedup();
             s.len()
         };
+        let race = if endgame && (joined || senders < MAX_SENDERS) {
+            self.race_deficit(p, peer)
+        } else {
+            0.0
+        };
         let need = if deficit > 0.0 {
             deficit
-        } else if endgame && !joined && senders < MAX_SENDERS {
-            // Race the current senders for whatever is still missing.
-            let buffered = p.decoder.as_ref().map_or(p.k, PieceDecoder::buffered);
-            f64::from((p.k + MARGIN).saturating_sub(buffered))
+        } else if race > 0.0 {
+            // Race the current senders for what they will not bring soon.
+            race
         } else {
             return Vec::new();
         };
@@ -268,6 +321,55 @@ impl CodedState {
             });
         }
         out
+    }
+
+    /// In endgame, `peer` takes `piece` over from senders less than half as
+    /// fast as it has shown it can be, when `budget` lets it ask for all
+    /// they still owe: their requests are closed, and the senders returned
+    /// are to be told to drop the piece. Racing them instead would leave
+    /// their next symbols (a datagram of up to 64 of them) arriving after
+    /// the piece is done. Unmeasured senders are raced, never dropped.
+    pub fn take_over(&mut self, peer: PeerKey, piece: u32, budget: u32) -> Vec<PeerKey> {
+        let racer = self.rates.get(&peer).map_or(0.0, |r| r.peak);
+        let Some(p) = self.pieces.get(&piece) else {
+            return Vec::new();
+        };
+        if racer <= 0.0 || p.decoder.as_ref().is_none_or(PieceDecoder::is_finished) {
+            return Vec::new();
+        }
+        let slow = |other: PeerKey| {
+            other != peer && self.rates.get(&other).is_some_and(|r| r.now * 2.0 < racer)
+        };
+        let mut dropped: Vec<PeerKey> = p
+            .open
+            .iter()
+            .filter(|a| a.outstanding() > 0 && slow(a.peer))
+            .map(|a| a.peer)
+            .collect();
+        if dropped.is_empty() {
+            return dropped;
+        }
+        let buffered = p.decoder.as_ref().map_or(p.k, PieceDecoder::buffered);
+        let kept: u32 = p
+            .open
+            .iter()
+            .filter(|a| !slow(a.peer))
+            .map(Assignment::outstanding)
+            .sum();
+        let need = (p.k + 2 * MARGIN).saturating_sub(buffered + kept);
+        if need > budget {
+            return Vec::new();
+        }
+        dropped.sort_unstable();
+        dropped.dedup();
+        if let Some(p) = self.pieces.get_mut(&piece) {
+            p.open.retain(|a| !dropped.contains(&a.peer));
+            if p.owner.is_some_and(|o| dropped.contains(&o)) {
+                p.owner = None;
+            }
+        }
+        tracing::trace!(piece, ?dropped, "taken over from slower senders");
+        dropped
     }
 
     /// Takes one symbol from `peer`.
@@ -407,6 +509,7 @@ impl CodedState {
             }
         }
         self.loss.remove(&peer);
+        self.rates.remove(&peer);
     }
 
     /// A piece's reception in a few words, for stall logs.

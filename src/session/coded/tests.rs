@@ -109,6 +109,56 @@ fn extra_senders_get_never_overlapping_repair_ranges() {
 }
 
 #[test]
+fn endgame_races_slow_senders_not_fast_ones() {
+    let mut s = state();
+    // A slow sender (100 kB/s) holds the whole piece.
+    assert_eq!(s.plan(1, 0, 1000, false)[0].count, 64);
+    s.set_rate(1, 100_000.0);
+    s.set_rate(2, 1_000_000.0);
+    s.set_rate(3, 1_000_000.0);
+    // A sender ten times faster races it for nine tenths of the piece plus
+    // the spare against a failed decode: 65 - 6.4, rounded up, + 1.
+    let fast = s.plan(2, 0, 1000, true);
+    assert_eq!(fast.len(), 1);
+    assert_eq!(fast[0].first_esi, 64);
+    assert_eq!(fast[0].count, 60);
+    // A second fast sender counts the first's symbols in full: it would
+    // bring the same need again.
+    assert!(s.plan(3, 0, 1000, true).is_empty());
+    // Unmeasured, it races as before: everything still missing.
+    let mut s = state();
+    s.plan(1, 0, 1000, false);
+    s.set_rate(1, 100_000.0);
+    assert_eq!(s.plan(2, 0, 1000, true)[0].count, 66);
+}
+
+#[test]
+fn endgame_takes_pieces_over_from_much_slower_senders() {
+    let mut s = state();
+    s.plan(1, 0, 1000, false);
+    s.set_rate(1, 100_000.0);
+    s.set_rate(2, 1_000_000.0);
+    // Not without the budget to ask for all the slow one owes.
+    assert!(s.take_over(2, 0, 60).is_empty());
+    assert_eq!(s.take_over(2, 0, 100), vec![1]);
+    // The slow sender's request is closed: the fast one asks for it all.
+    assert_eq!(s.in_flight(1), 0);
+    assert_eq!(s.plan(2, 0, 1000, true)[0].count, 65);
+    // A sender at least half as fast is raced, not dropped; an unmeasured
+    // one neither.
+    let mut s = state();
+    s.plan(1, 0, 1000, false);
+    s.set_rate(1, 600_000.0);
+    s.set_rate(2, 1_000_000.0);
+    assert!(s.take_over(2, 0, 1000).is_empty());
+    let mut s = state();
+    s.plan(1, 0, 1000, false);
+    s.set_rate(2, 1_000_000.0);
+    assert!(s.take_over(2, 0, 1000).is_empty());
+    assert_eq!(s.in_flight(1), 64);
+}
+
+#[test]
 fn a_sender_leaving_mid_piece_wastes_nothing_received() {
     let mut s = state();
     let data = piece_data();

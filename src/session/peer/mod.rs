@@ -541,7 +541,12 @@ impl PeerTask {
             // No extended handshake came: a legacy peer after all.
             self.refill();
         }
-        self.meter.sample(self.counters.down_total(), now);
+        let rate = self.meter.sample(self.counters.down_total(), now);
+        if self.link.is_some() {
+            if let Some(coded) = self.torrent.lock().coded.as_mut() {
+                coded.set_rate(self.key, rate);
+            }
+        }
         if let Some(quic) = &self.quic {
             // Round trips for pipeline sizing: QUIC measures them for us.
             self.rtt.sample(quic.rtt(), now);
