@@ -164,6 +164,8 @@ impl PeerTask {
                 loss = pacer.loss(),
                 min_rtt = ?pacer.min_rtt(),
                 latest_rtt = ?pacer.latest_rtt(),
+                forward_queue = ?pacer.path_delays().0,
+                ack_path = ?pacer.path_delays().1,
                 in_flight = pacer.in_flight(),
                 window = pacer.window() as u64,
                 queued = self.link.as_ref().map_or(0, |l| l.serving_symbols),

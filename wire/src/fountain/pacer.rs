@@ -15,7 +15,13 @@
 //! - keeps at most about two bandwidth-delay products unacknowledged, as
 //!   BBR caps its window: several flows sharing one bottleneck each
 //!   overestimate their share from noisy samples, and without a cap their
-//!   sum would keep the bottleneck's queue overflowing.
+//!   sum would keep the bottleneck's queue overflowing;
+//! - tells a queue on the way out from late acknowledgements by one-way
+//!   delays (the receiver stamps arrivals on its own clock): only the
+//!   former is congestion; the latter (acknowledgements queued behind the
+//!   receiver's own uploads, or a busy receiver) widens the window by the
+//!   extra delay, or a window per late acknowledgement would starve the
+//!   flow.
 //!
 //! Sans-IO: the caller reports sends and acknowledgements with the time, and
 //! asks when it may send next.
@@ -115,8 +121,19 @@ const RTT_WINDOW: Duration = Duration::from_secs(10);
 /// How late the receiver's acknowledgements may be: it acknowledges on a
 /// timer, not per datagram.
 const ACK_DELAY: Duration = Duration::from_millis(12);
+/// The most queueing delay on the way out taken as normal (a probe's).
+const MAX_QUEUE_DELAY: Duration = Duration::from_millis(10);
+/// Sending rate while a queue on the way out drains, against the
+/// bottleneck.
+const QUEUE_DRAIN_GAIN: f64 = 0.9;
 /// Unacknowledged bytes allowed, in bandwidth-delay products.
 const WINDOW_GAIN: f64 = 1.5;
+/// Most extra delay of acknowledgements on their way back that the window
+/// stretches to cover.
+const MAX_ACK_PATH: Duration = Duration::from_millis(250);
+/// How long a one-way-delay reference is used before a newer one replaces
+/// it (the receiver's microsecond clock wraps every 71 minutes).
+const OWD_REBASE: Duration = Duration::from_secs(60);
 /// Never fewer unacknowledged bytes than this (short paths, first round).
 const MIN_WINDOW: f64 = 64.0 * 1024.0;
 /// Nor fewer than this many of the largest datagrams sent.
@@ -154,6 +171,17 @@ pub struct DatagramPacer {
     bw_samples: VecDeque<(Instant, f64)>,
     min_rtt: Option<(Duration, Instant)>,
     latest_rtt: Option<Duration>,
+    /// One-way delay reference: the receiver's clock (µs, wrapping) when a
+    /// datagram arrived, and when we sent it. The clocks are unrelated;
+    /// only differences between one-way delays mean anything.
+    owd_base: Option<(u32, Instant)>,
+    /// Smallest one-way delay against the reference (µs), and when seen.
+    min_owd: Option<(i64, Instant)>,
+    /// How much the latest acknowledged datagram's one-way delay exceeded
+    /// the smallest: a queue on the way out.
+    forward_queue: Duration,
+    /// Smoothed extra delay of acknowledgements on the way back.
+    ack_path: Duration,
     loss: f64,
     phase: Phase,
     rate: f64,
@@ -191,6 +219,14 @@ pub struct AckDelta {
     pub sent_at: Instant,
     /// The flow's smallest recent round trip.
     pub min_rtt: Duration,
+    /// When the highest acknowledged datagram arrived, on our clock, up to
+    /// a constant per flow: the acknowledgement's arrival less its extra
+    /// delay on the way back. Late acknowledgements would otherwise move
+    /// deliveries from one round to the next.
+    pub arrived_at: Instant,
+    /// How late the flow's acknowledgements come back, smoothed: deliveries
+    /// of a round keep being reported for about this long after it.
+    pub ack_path: Duration,
 }
 
 impl DatagramPacer {
@@ -209,6 +245,10 @@ impl DatagramPacer {
             bw_samples: VecDeque::new(),
             min_rtt: None,
             latest_rtt: None,
+            owd_base: None,
+            min_owd: None,
+            forward_queue: Duration::ZERO,
+            ack_path: Duration::ZERO,
             loss: 0.0,
             phase: Phase::Startup {
                 rounds_without_growth: 0,
@@ -243,7 +283,7 @@ impl DatagramPacer {
     pub fn window(&self) -> f64 {
         let bw = self.bottleneck();
         let bw = if bw > 0.0 { bw } else { self.rate };
-        let rtt = self.round_trip().max(MIN_ROUND) + ACK_DELAY;
+        let rtt = self.round_trip().max(MIN_ROUND) + ACK_DELAY + self.ack_path_delay();
         // A few datagrams at least, whatever their size: with 64 KiB
         // datagrams (loopback) a 64 KiB window would hold one, and every
         // datagram would wait for the acknowledgement of the one before.
@@ -252,7 +292,61 @@ impl DatagramPacer {
     }
 
     fn stall_timeout(&self) -> Duration {
-        (self.round_trip() * 4 + ACK_DELAY).max(MIN_STALL)
+        (self.round_trip() * 4 + ACK_DELAY + self.ack_path_delay()).max(MIN_STALL)
+    }
+
+    /// The smoothed extra delay of acknowledgements on the way back.
+    fn ack_path_delay(&self) -> Duration {
+        self.ack_path
+    }
+
+    /// Splits the round trip of the datagram acknowledged now into a queue
+    /// on the way out (its one-way delay above the smallest), the path's
+    /// round trip (the smallest of what remains) and extra delay on the way
+    /// back (the rest).
+    /// Returns this acknowledgement's own extra delay on the way back.
+    fn track_delays(
+        &mut self,
+        sent_at: Instant,
+        receive_us: u32,
+        rtt: Duration,
+        now: Instant,
+    ) -> Duration {
+        let (base_us, base_at) = *self.owd_base.get_or_insert((receive_us, sent_at));
+        let on_receiver = i64::from(receive_us.wrapping_sub(base_us) as i32);
+        let owd = on_receiver - signed_micros(sent_at, base_at);
+        let stale = self
+            .min_owd
+            .is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
+        if stale || self.min_owd.is_some_and(|(min, _)| owd <= min) {
+            self.min_owd = Some((owd, now));
+        }
+        let min = self.min_owd.map_or(owd, |(min, _)| min);
+        self.forward_queue = Duration::from_micros(owd.saturating_sub(min).max(0) as u64);
+        if sent_at.saturating_duration_since(base_at) > OWD_REBASE {
+            // This datagram becomes the reference, its one-way delay 0.
+            self.owd_base = Some((receive_us, sent_at));
+            self.min_owd = self.min_owd.map(|(min, at)| (min - owd, at));
+        }
+        // The smallest round trip leaves out our own queue: when a queue
+        // never empties (several senders keep it full) the plain minimum
+        // would count it as path, and no queue would ever look too long.
+        let unqueued = rtt.saturating_sub(self.forward_queue);
+        let stale = self
+            .min_rtt
+            .is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
+        if stale || self.min_rtt.is_some_and(|(min, _)| unqueued <= min) {
+            self.min_rtt = Some((unqueued, now));
+        }
+        let back = rtt
+            .saturating_sub(self.round_trip())
+            .saturating_sub(self.forward_queue)
+            .min(MAX_ACK_PATH);
+        // Smoothed, not the recent maximum: stretched to the latest ever
+        // seen, the window would let a queue build on the way out while
+        // acknowledgements come back sooner than that.
+        self.ack_path = (self.ack_path * 7 + back) / 8;
+        back
     }
 
     fn window_open(&self, now: Instant) -> bool {
@@ -344,12 +438,7 @@ impl DatagramPacer {
         let delivered = believed.saturating_sub(self.delivered);
         self.delivered = believed;
         self.last_ack_at = now;
-        let stale = self
-            .min_rtt
-            .is_none_or(|(_, at)| now.duration_since(at) > RTT_WINDOW);
-        if stale || self.min_rtt.is_some_and(|(min, _)| rtt <= min) {
-            self.min_rtt = Some((rtt, now));
-        }
+        let back = self.track_delays(sent_at, receive_us, rtt, now);
         // Forget sends the receiver has already seen past.
         while self
             .sent
@@ -420,6 +509,8 @@ impl DatagramPacer {
             accounted,
             sent_at,
             min_rtt: self.round_trip(),
+            arrived_at: now.checked_sub(back).unwrap_or(now),
+            ack_path: self.ack_path,
         })
     }
 
@@ -434,10 +525,16 @@ impl DatagramPacer {
         self.bw_samples.iter().map(|(_, r)| *r).fold(0.0, f64::max)
     }
 
-    /// A queue is building when the round trip grows well past its minimum.
+    /// A queue is building when the delay on the way out grows well past
+    /// its minimum: by half the smallest round trip, but never more than
+    /// [`MAX_QUEUE_DELAY`] (a round trip stretched by late acknowledgements
+    /// says nothing about the way out), and 2 ms of noise.
     fn queue_building(&self) -> bool {
         match (self.latest_rtt, self.min_rtt) {
-            (Some(now), Some((min, _))) => now > min.mul_f64(1.5) + Duration::from_millis(2),
+            (Some(_), Some((min, _))) => {
+                self.forward_queue
+                    > min.mul_f64(0.5).min(MAX_QUEUE_DELAY) + Duration::from_millis(2)
+            }
             _ => false,
         }
     }
@@ -498,9 +595,11 @@ impl DatagramPacer {
                     Gain::Cruise => compensated,
                 };
                 if self.queue_building() {
-                    // A queue is filling: no more than the bottleneck.
+                    // A queue is filling: below the bottleneck until it
+                    // drains (the window no longer bounds it when it
+                    // stretches over late acknowledgements).
                     self.stats.queue_capped += 1;
-                    target.min(bw)
+                    target.min(bw * QUEUE_DRAIN_GAIN)
                 } else {
                     target
                 }
@@ -527,6 +626,21 @@ impl DatagramPacer {
     /// Latest round trip, if measured.
     pub fn latest_rtt(&self) -> Option<Duration> {
         self.latest_rtt
+    }
+
+    /// The latest queueing delay on the way out, and the largest recent
+    /// extra delay of acknowledgements on the way back.
+    pub fn path_delays(&self) -> (Duration, Duration) {
+        (self.forward_queue, self.ack_path_delay())
+    }
+}
+
+/// `a − b` in microseconds, negative when `a` is earlier.
+fn signed_micros(a: Instant, b: Instant) -> i64 {
+    if a >= b {
+        i64::try_from(a.duration_since(b).as_micros()).unwrap_or(i64::MAX)
+    } else {
+        -i64::try_from(b.duration_since(a).as_micros()).unwrap_or(i64::MAX)
     }
 }
 

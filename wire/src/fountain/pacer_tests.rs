@@ -71,6 +71,7 @@ fn flows_sharing_a_bottleneck_do_not_flood_it() {
             secs: 8.0,
             shared: false,
             lateness: Duration::ZERO,
+            ack_jitter: Duration::ZERO,
         });
         eprintln!(
             "{flows} flows rtt {rtt} loss {loss}: {:.1} Mbit/s, {overhead:.3} sent per delivered",
@@ -194,6 +195,7 @@ fn a_sender_woken_late_keeps_its_rate() {
         secs: 10.0,
         shared: true,
         lateness: Duration::from_millis(3),
+        ack_jitter: Duration::ZERO,
     };
     for flows in [1, 4] {
         let Outcome {
@@ -210,4 +212,79 @@ fn a_sender_woken_late_keeps_its_rate() {
         );
         assert!(overhead < 1.1, "{flows} flows: {overhead:.3}");
     }
+}
+
+#[test]
+fn late_acknowledgements_do_not_starve_a_flow() {
+    // The seed of the bench's seed-departure scenario: its acknowledgements
+    // come back up to 150 ms after the 20 ms path's round trip (they queue
+    // behind the receivers' own uploads and wait for busy receivers). The
+    // window, sized on the minimum round trip, then held each flow to a
+    // window per late acknowledgement, and the deliveries that allowed
+    // lowered the estimate until the flows crawled.
+    let setup = |flows| Setup {
+        flows,
+        uplink_mbit: 50.0,
+        downlink_mbit: Some(50.0),
+        rtt_ms: 20,
+        loss: 0.01,
+        stagger: Duration::from_millis(100),
+        secs: 10.0,
+        shared: true,
+        lateness: Duration::ZERO,
+        ack_jitter: Duration::from_millis(150),
+    };
+    for flows in [1, 4] {
+        let Outcome {
+            goodput, overhead, ..
+        } = sim::simulate(&setup(flows));
+        eprintln!(
+            "{flows} flows, late acknowledgements: {:.1} Mbit/s, {overhead:.3} sent per delivered",
+            goodput * 8e-6
+        );
+        assert!(
+            goodput > 0.8 * 0.99 * 50e6 / 8.0,
+            "{flows} flows: {:.1} Mbit/s",
+            goodput * 8e-6
+        );
+        assert!(overhead < 1.1, "{flows} flows: {overhead:.3}");
+    }
+}
+
+#[test]
+fn one_way_delays_tell_a_queue_from_late_acknowledgements() {
+    // One datagram a millisecond, 10 ms each way, the receiver's clock
+    // far from ours. From 0.3 s acknowledgements come back 50 ms late;
+    // from 0.6 s datagrams also wait 20 ms in a queue on the way out.
+    let t0 = Instant::now();
+    let ms = |n: u64| Duration::from_millis(n);
+    let mut p = DatagramPacer::new(PacerConfig::default(), t0);
+    let mut acks: VecDeque<(Instant, u32, u64, u32)> = VecDeque::new();
+    let mut received = 0u64;
+    let mut seen = Vec::new();
+    for i in 0..900u64 {
+        let now = t0 + ms(i);
+        while acks.front().is_some_and(|(at, ..)| *at <= now) {
+            let (at, seq, got, us) = acks.pop_front().unwrap();
+            p.on_ack(seq, got, us, at);
+        }
+        if i == 299 || i == 599 || i == 899 {
+            seen.push(p.path_delays());
+        }
+        let seq = p.on_send(1000, now);
+        let queue = if i >= 600 { 20 } else { 0 };
+        let late = if i >= 300 { 50 } else { 0 };
+        received += 1000;
+        let receive_us = 3_000_000_000u32.wrapping_add(((i + 10 + queue) * 1000) as u32);
+        acks.push_back((now + ms(20 + queue + late), seq, received, receive_us));
+    }
+    let near = |d: Duration, want: u64| d.abs_diff(ms(want)) <= ms(3);
+    let [(q0, a0), (q1, a1), (q2, a2)] = seen[..] else {
+        panic!("{seen:?}")
+    };
+    assert!(near(q0, 0) && near(a0, 0), "prompt: {seen:?}");
+    // Late acknowledgements are not a queue; the window covers them.
+    assert!(near(q1, 0) && near(a1, 50), "late: {seen:?}");
+    // A queue on the way out is one, whatever the acknowledgements do.
+    assert!(near(q2, 20) && near(a2, 50), "queued: {seen:?}");
 }

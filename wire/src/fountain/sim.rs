@@ -63,6 +63,9 @@ pub struct Setup {
     /// Senders wake on a millisecond timer and up to this much later (a
     /// busy machine), not exactly when their pacer allows.
     pub lateness: Duration,
+    /// Each acknowledgement comes back up to this much later than the
+    /// path's delay (a queue on the way back, a busy receiver), in order.
+    pub ack_jitter: Duration,
 }
 
 pub struct Outcome {
@@ -117,6 +120,8 @@ pub fn simulate(setup: &Setup) -> Outcome {
     let mut highest = vec![0u32; n];
     let mut highest_us = vec![0u32; n];
     let mut acks: VecDeque<(Instant, usize, u32, u64, u32)> = VecDeque::new();
+    let mut last_ack_arrival = vec![start; n];
+    let mut ack_rng = 0x9E37_79B9_7F4A_7C15u64;
     let (mut sent, mut next_ack, mut now) = (0u64, start, start);
     let end = start + Duration::from_secs_f64(setup.secs);
     while now < end {
@@ -164,16 +169,23 @@ pub fn simulate(setup: &Setup) -> Outcome {
         if now >= next_ack {
             for f in 0..n {
                 if received[f] > 0 {
-                    acks.push_back((now + half, f, highest[f], received[f], highest_us[f]));
+                    ack_rng ^= ack_rng << 13;
+                    ack_rng ^= ack_rng >> 7;
+                    ack_rng ^= ack_rng << 17;
+                    let extra = ack_rng % (setup.ack_jitter.as_micros() as u64 + 1);
+                    let at = (now + half + Duration::from_micros(extra)).max(last_ack_arrival[f]);
+                    last_ack_arrival[f] = at;
+                    acks.push_back((at, f, highest[f], received[f], highest_us[f]));
                 }
             }
             next_ack = now + Duration::from_millis(10);
         }
-        while acks.front().is_some_and(|(at, _, _, _, _)| *at <= now) {
-            if let Some((_, f, h, r, us)) = acks.pop_front() {
-                if let Some(delta) = pacers[f].on_ack(h, r, us, now) {
-                    uplink_pacer.on_ack(delta, now);
-                }
+        // Acknowledgements of different flows may overtake each other.
+        let (due, later): (Vec<_>, Vec<_>) = acks.drain(..).partition(|a| a.0 <= now);
+        acks.extend(later);
+        for (_, f, h, r, us) in due {
+            if let Some(delta) = pacers[f].on_ack(h, r, us, now) {
+                uplink_pacer.on_ack(delta, now);
             }
         }
         now += Duration::from_micros(200);

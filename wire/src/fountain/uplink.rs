@@ -32,6 +32,9 @@ use super::{AckDelta, PacerConfig};
 const SHORTEST_ROUND: Duration = Duration::from_millis(50);
 /// Longest round, whatever the flows' round trips.
 const LONGEST_ROUND: Duration = Duration::from_millis(400);
+/// A round lasts at least this many times the acknowledgements' extra
+/// delay on the way back.
+const ACK_PATH_ROUNDS: u32 = 4;
 /// How long the delivery maximum is remembered, in rounds.
 const BW_WINDOW_ROUNDS: u32 = 10;
 /// How long a flow's smallest round trip counts towards the round length.
@@ -83,6 +86,9 @@ pub struct UplinkPacer {
     bw_samples: VecDeque<(Instant, f64)>,
     /// The largest of the flows' smallest round trips, and when reported.
     flow_rtt: Option<(Duration, Instant)>,
+    /// The latest the flows' acknowledgements come back (smoothed, the
+    /// largest of the flows'), and when reported.
+    ack_path: Option<(Duration, Instant)>,
     phase: Phase,
     /// Send times of the current or last measuring round (end `None`
     /// while it lasts), and what acknowledgements of datagrams sent then
@@ -106,6 +112,7 @@ impl UplinkPacer {
             round_app_limited: false,
             bw_samples: VecDeque::new(),
             flow_rtt: None,
+            ack_path: None,
             phase: Phase::Startup {
                 flat_rounds: 0,
                 best: 0.0,
@@ -152,6 +159,16 @@ impl UplinkPacer {
         if stale || self.flow_rtt.is_some_and(|(rtt, _)| delta.min_rtt >= rtt) {
             self.flow_rtt = Some((delta.min_rtt, now));
         }
+        let stale = self
+            .ack_path
+            .is_none_or(|(_, at)| now.saturating_duration_since(at) > RTT_MEMORY);
+        if stale
+            || self
+                .ack_path
+                .is_some_and(|(late, _)| delta.ack_path >= late)
+        {
+            self.ack_path = Some((delta.ack_path, now));
+        }
         let elapsed = now.saturating_duration_since(self.round_start);
         if elapsed >= self.round() {
             self.end_round(elapsed, now);
@@ -194,9 +211,14 @@ impl UplinkPacer {
         self.flows.push_back((flow, now));
     }
 
+    /// A round trip, and long against how late acknowledgements come
+    /// back: a round's sum counts what was acknowledged in it, and a burst
+    /// of late acknowledgements moves deliveries from one round to the
+    /// next.
     fn round(&self) -> Duration {
-        self.flow_rtt
-            .map_or(SHORTEST_ROUND, |(rtt, _)| rtt)
+        let rtt = self.flow_rtt.map_or(SHORTEST_ROUND, |(rtt, _)| rtt);
+        let late = self.ack_path.map_or(Duration::ZERO, |(late, _)| late);
+        rtt.max(late * ACK_PATH_ROUNDS)
             .clamp(SHORTEST_ROUND, LONGEST_ROUND)
     }
 

@@ -27,6 +27,7 @@ fn seed_of(flows: usize, uplink_mbit: f64, rtt_ms: u64, loss: f64, shared: bool)
         secs: 10.0,
         shared,
         lateness: Duration::ZERO,
+        ack_jitter: Duration::ZERO,
     }
 }
 
@@ -129,6 +130,8 @@ fn idle_rounds_do_not_lower_the_estimate() {
         accounted: delivered,
         sent_at: at - Duration::from_millis(20),
         min_rtt: Duration::from_millis(20),
+        arrived_at: at - Duration::from_millis(10),
+        ack_path: Duration::ZERO,
     };
     // Busy rounds: two flows keep ahead of the schedule, 1 MB per 50 ms.
     let mut now = 0;
