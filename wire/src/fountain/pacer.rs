@@ -219,13 +219,8 @@ pub struct AckDelta {
     pub sent_at: Instant,
     /// The flow's smallest recent round trip.
     pub min_rtt: Duration,
-    /// When the highest acknowledged datagram arrived, on our clock, up to
-    /// a constant per flow: the acknowledgement's arrival less its extra
-    /// delay on the way back. Late acknowledgements would otherwise move
-    /// deliveries from one round to the next.
-    pub arrived_at: Instant,
-    /// How late the flow's acknowledgements come back, smoothed: deliveries
-    /// of a round keep being reported for about this long after it.
+    /// How late the flow's acknowledgements come back, smoothed (beyond
+    /// its smallest round trip and any queue on the way out).
     pub ack_path: Duration,
 }
 
@@ -304,14 +299,7 @@ impl DatagramPacer {
     /// on the way out (its one-way delay above the smallest), the path's
     /// round trip (the smallest of what remains) and extra delay on the way
     /// back (the rest).
-    /// Returns this acknowledgement's own extra delay on the way back.
-    fn track_delays(
-        &mut self,
-        sent_at: Instant,
-        receive_us: u32,
-        rtt: Duration,
-        now: Instant,
-    ) -> Duration {
+    fn track_delays(&mut self, sent_at: Instant, receive_us: u32, rtt: Duration, now: Instant) {
         let (base_us, base_at) = *self.owd_base.get_or_insert((receive_us, sent_at));
         let on_receiver = i64::from(receive_us.wrapping_sub(base_us) as i32);
         let owd = on_receiver - signed_micros(sent_at, base_at);
@@ -346,7 +334,6 @@ impl DatagramPacer {
         // seen, the window would let a queue build on the way out while
         // acknowledgements come back sooner than that.
         self.ack_path = (self.ack_path * 7 + back) / 8;
-        back
     }
 
     fn window_open(&self, now: Instant) -> bool {
@@ -438,7 +425,7 @@ impl DatagramPacer {
         let delivered = believed.saturating_sub(self.delivered);
         self.delivered = believed;
         self.last_ack_at = now;
-        let back = self.track_delays(sent_at, receive_us, rtt, now);
+        self.track_delays(sent_at, receive_us, rtt, now);
         // Forget sends the receiver has already seen past.
         while self
             .sent
@@ -509,7 +496,6 @@ impl DatagramPacer {
             accounted,
             sent_at,
             min_rtt: self.round_trip(),
-            arrived_at: now.checked_sub(back).unwrap_or(now),
             ack_path: self.ack_path,
         })
     }
@@ -628,8 +614,8 @@ impl DatagramPacer {
         self.latest_rtt
     }
 
-    /// The latest queueing delay on the way out, and the largest recent
-    /// extra delay of acknowledgements on the way back.
+    /// The latest queueing delay on the way out, and the smoothed extra
+    /// delay of acknowledgements on the way back.
     pub fn path_delays(&self) -> (Duration, Duration) {
         (self.forward_queue, self.ack_path_delay())
     }

@@ -218,7 +218,7 @@ impl UplinkPacer {
     fn round(&self) -> Duration {
         let rtt = self.flow_rtt.map_or(SHORTEST_ROUND, |(rtt, _)| rtt);
         let late = self.ack_path.map_or(Duration::ZERO, |(late, _)| late);
-        rtt.max(late * ACK_PATH_ROUNDS)
+        rtt.max(late.saturating_mul(ACK_PATH_ROUNDS))
             .clamp(SHORTEST_ROUND, LONGEST_ROUND)
     }
 

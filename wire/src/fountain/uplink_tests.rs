@@ -130,7 +130,6 @@ fn idle_rounds_do_not_lower_the_estimate() {
         accounted: delivered,
         sent_at: at - Duration::from_millis(20),
         min_rtt: Duration::from_millis(20),
-        arrived_at: at - Duration::from_millis(10),
         ack_path: Duration::ZERO,
     };
     // Busy rounds: two flows keep ahead of the schedule, 1 MB per 50 ms.
