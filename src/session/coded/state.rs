@@ -56,6 +56,13 @@ struct CodedPiece {
     open: Vec<Assignment>,
 }
 
+impl CodedPiece {
+    /// Symbols the decoder holds (all K while it is away being decoded).
+    fn buffered(&self) -> u32 {
+        self.decoder.as_ref().map_or(self.k, PieceDecoder::buffered)
+    }
+}
+
 /// What a pushed symbol did.
 #[derive(Debug)]
 pub enum Received {
@@ -176,10 +183,7 @@ impl CodedState {
     /// Symbols still needed for `piece` beyond what is buffered and what is
     /// expected to arrive from open requests.
     fn deficit(&self, piece: &CodedPiece) -> f64 {
-        let buffered = piece
-            .decoder
-            .as_ref()
-            .map_or(piece.k, PieceDecoder::buffered);
+        let buffered = piece.buffered();
         let expected: f64 = piece
             .open
             .iter()
@@ -203,10 +207,7 @@ impl CodedState {
     /// after the piece is done. With no measure of `peer` yet, or of the
     /// other sender, it races as if the other sent nothing.
     fn race_deficit(&self, piece: &CodedPiece, peer: PeerKey) -> f64 {
-        let buffered = piece
-            .decoder
-            .as_ref()
-            .map_or(piece.k, PieceDecoder::buffered);
+        let buffered = piece.buffered();
         let racer = self.rates.get(&peer).map_or(0.0, |r| r.peak);
         let expected: f64 = piece
             .open
@@ -349,7 +350,7 @@ impl CodedState {
         if dropped.is_empty() {
             return dropped;
         }
-        let buffered = p.decoder.as_ref().map_or(p.k, PieceDecoder::buffered);
+        let buffered = p.buffered();
         let kept: u32 = p
             .open
             .iter()
