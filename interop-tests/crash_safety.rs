@@ -211,8 +211,12 @@ fn sigkill_at_20_random_moments_loses_nothing_verified() {
     // Verified pieces were not sent again: over 21 runs the seed sent the
     // file once plus what was in flight at each kill (unfinished pieces,
     // socket buffers): at most 4 MiB per kill.
-    std::thread::sleep(Duration::from_millis(1500));
-    let uploaded = last_status(&seed_rx)["uploaded"].as_u64().unwrap();
+    // The seed's status line lags its counters by up to two seconds.
+    let uploaded = wait_status(&seed_rx, 15, "the seed's upload of the whole file", |v| {
+        v["uploaded"].as_u64().unwrap_or(0) >= SIZE as u64
+    })["uploaded"]
+        .as_u64()
+        .unwrap();
     let bound = SIZE as u64 + KILLS as u64 * (4 << 20);
     eprintln!(
         "seed uploaded {uploaded} bytes for a {SIZE}-byte file ({:.2}×)",

@@ -6,7 +6,6 @@ mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use harness::node::*;
@@ -39,26 +38,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// Waits for a status line satisfying `pred`, failing after `secs`.
-fn wait_status(
-    rx: &Receiver<serde_json::Value>,
-    secs: u64,
-    what: &str,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut last = serde_json::Value::Null;
-    while Instant::now() < deadline {
-        if let Ok(v) = rx.recv_timeout(Duration::from_millis(500)) {
-            if pred(&v) {
-                return v;
-            }
-            last = v;
-        }
-    }
-    panic!("{what}: not within {secs} s; last status {last}");
 }
 
 fn disk_full(v: &serde_json::Value) -> bool {

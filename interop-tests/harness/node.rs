@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use super::{bitfountain, run_ok, temp_dir, write_random_file};
 
@@ -93,6 +94,26 @@ pub fn status_lines(child: &mut std::process::Child) -> mpsc::Receiver<serde_jso
 /// The newest status line received so far.
 pub fn last_status(rx: &mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
     rx.try_iter().last().expect("no status line")
+}
+
+/// Waits for a status line satisfying `pred`, failing after `secs`.
+pub fn wait_status(
+    rx: &mpsc::Receiver<serde_json::Value>,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(500)) {
+            if pred(&v) {
+                return v;
+            }
+            last = v;
+        }
+    }
+    panic!("{what}: not within {secs} s; last status {last}");
 }
 
 /// Resident and peak resident memory of a process, in KiB (VmRSS, VmHWM).
