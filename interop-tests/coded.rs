@@ -82,6 +82,15 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// Bytes a process has read so far (files and sockets: `rchar`).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rchar in /proc/{pid}/io"))
+}
+
 fn stderr_of(log: &Path) -> String {
     std::fs::read_to_string(log.with_extension("stderr")).unwrap_or_default()
 }
@@ -125,7 +134,19 @@ fn one_to_one(transport: &str) {
     let ns = Netns::new("coded1", &["198.18.0.2", "198.18.0.3"]);
     let work = temp_dir("coded-one");
     let seed_log = work.path().join("seed.log");
-    let _seed = seed(&ns, &data, "198.18.0.2", &[], &seed_log);
+    let seed = seed(&ns, &data, "198.18.0.2", &[], &seed_log);
+    // From the seed's first status on, its check of the data is done and
+    // what it reads is what it serves.
+    let deadline = Instant::now() + TIMEOUT;
+    while statuses_in(&seed_log).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no seed status:\n{}",
+            tail(&seed_log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read_before = bytes_read(seed.child.id());
     let log = work.path().join("leech.log");
     let saveas = work.path().join("got");
     let peers = ["198.18.0.2:6881".to_owned()];
@@ -138,6 +159,20 @@ fn one_to_one(transport: &str) {
         &log,
     );
     wait_ok(&mut leech, "coded leecher", &log);
+    // Each piece read once (its read-ahead and its sender share the read,
+    // and the read-ahead stays within the piece cache); socket reads of
+    // requests and acknowledgements count too, a little.
+    let served = bytes_read(seed.child.id()) - read_before;
+    eprintln!(
+        "{transport}: the seed read {:.3}× the data to serve it",
+        served as f64 / data.total as f64
+    );
+    assert!(
+        served <= data.total + data.total / 20,
+        "the seed read {served} bytes to serve {} ({:.2}×)",
+        data.total,
+        served as f64 / data.total as f64
+    );
     assert!(clients::same_tree(&saveas, &data.source), "copy differs");
     let end = last_status(&log);
     assert_eq!(u(&end, "received_plain"), 0, "{end}");

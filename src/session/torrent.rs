@@ -173,6 +173,10 @@ pub struct TorrentShared {
     pub shutdown: CancellationToken,
     pub status_tx: watch::Sender<TorrentStatus>,
     cache: Mutex<VecDeque<(u32, Bytes)>>,
+    /// Pieces being read from the disk for serving, so that tasks wanting
+    /// the same piece at once (a sender and its read-ahead, several peers)
+    /// share one read.
+    reading: Mutex<HashMap<u32, Arc<tokio::sync::OnceCell<Bytes>>>>,
     /// Encoders of pieces we serve repair symbols of.
     pub encoders: Mutex<codec::EncoderCache>,
     pub quic: Option<quinn::Endpoint>,
@@ -292,6 +296,7 @@ impl TorrentShared {
             shutdown,
             status_tx,
             cache: Mutex::new(VecDeque::new()),
+            reading: Mutex::new(HashMap::new()),
             encoders: Mutex::new(codec::EncoderCache::new(64 << 20)),
             quic,
             uplink,
@@ -370,19 +375,44 @@ impl TorrentShared {
         if let Some(data) = self.cached(piece) {
             return Ok(data);
         }
-        let storage = self.storage.clone();
-        let data = tokio::task::spawn_blocking(move || storage.read_piece(piece))
+        let cell = self
+            .reading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(piece)
+            .or_default()
+            .clone();
+        // The first caller reads; the others wait for its result (or take
+        // over if it is dropped or fails).
+        let result = cell
+            .get_or_try_init(|| async {
+                let storage = self.storage.clone();
+                let data = tokio::task::spawn_blocking(move || storage.read_piece(piece))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                let data = Bytes::from(data);
+                self.cache_piece(piece, data.clone());
+                Ok::<_, std::io::Error>(data)
+            })
             .await
-            .map_err(std::io::Error::other)??;
-        let data = Bytes::from(data);
-        self.cache_piece(piece, data.clone());
-        Ok(data)
+            .cloned();
+        let mut reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+        if reading.get(&piece).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            reading.remove(&piece);
+        }
+        result
     }
 
     /// Whether `piece` is in the cache (without touching its recency).
     pub fn is_cached(&self, piece: u32) -> bool {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.iter().any(|(p, _)| *p == piece)
+    }
+
+    /// Whether `piece` is being read from the disk for serving.
+    pub fn is_reading(&self, piece: u32) -> bool {
+        let reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+        reading.contains_key(&piece)
     }
 
     fn cached(&self, piece: u32) -> Option<Bytes> {

@@ -16,6 +16,12 @@ use crate::session::peer::{PeerTask, WRITE_HIGH_WATER};
 
 /// Symbols per SYMBOLS message: 16 KiB of payload, like a block.
 const STREAM_MESSAGE_BYTES: u32 = 16 << 10;
+/// How far ahead of the sender its pieces are read (in symbol bytes still
+/// to send): enough to hide a read at full speed, and little enough that
+/// the piece cache (16 MiB for every peer together) still holds a piece
+/// when its turn comes — reading all of a deep queue ahead made the seed
+/// read each piece about twice.
+const READ_AHEAD_BYTES: u64 = 2 << 20;
 
 impl PeerTask {
     /// A symbol request from the peer: refused if we choke it, lack the
@@ -53,7 +59,7 @@ impl PeerTask {
         };
         link.serving.push_back(Serving::new(range, delivery));
         link.serving_symbols += range.count;
-        self.torrent.prefetch_symbols(range);
+        self.read_ahead();
         if delivery == Delivery::Stream {
             self.serve_coded_stream().await?;
         }
@@ -78,10 +84,14 @@ impl PeerTask {
             let Some((t, their_id)) = self.link.as_ref().map(|l| (l.t, l.their_id)) else {
                 return Ok(());
             };
-            let Some((range, _)) = self.take_next(Delivery::Stream, STREAM_MESSAGE_BYTES / t)
+            let Some((range, finished)) =
+                self.take_next(Delivery::Stream, STREAM_MESSAGE_BYTES / t)
             else {
                 return Ok(());
             };
+            if finished.is_some() {
+                self.read_ahead();
+            }
             let data = self
                 .torrent
                 .symbols(range.piece, range.first_esi, range.count)
@@ -125,6 +135,26 @@ impl PeerTask {
         }
         link.serving_symbols = link.serving_symbols.saturating_sub(n);
         Some((taken, finished))
+    }
+
+    /// Starts reading the pieces of the first requests in our queue, up to
+    /// [`READ_AHEAD_BYTES`] of symbols, unless cached or being read.
+    fn read_ahead(&self) {
+        let Some(link) = self.link.as_ref() else {
+            return;
+        };
+        let mut ahead = 0u64;
+        for serving in link.serving.iter() {
+            if ahead >= READ_AHEAD_BYTES {
+                break;
+            }
+            ahead += u64::from(serving.left()) * u64::from(link.t);
+            self.torrent.prefetch_symbols(SymbolRange {
+                piece: serving.range.piece,
+                first_esi: serving.next,
+                count: serving.left(),
+            });
+        }
     }
 
     fn account_upload(&mut self, bytes: u64) {
@@ -265,6 +295,7 @@ impl PeerTask {
             }
             // The end of a request: what did not arrive is lost.
             if let Some(range) = finished {
+                self.read_ahead();
                 self.send_coded(CodedMessage::RangeSent {
                     range,
                     last_seq: seq,

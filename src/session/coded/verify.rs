@@ -38,8 +38,8 @@ const INLINE_REPAIR_SYMBOLS: u32 = 4;
 const MAX_PREFETCHING: usize = 8;
 
 impl TorrentShared {
-    /// A peer asked for symbols of `range`: reads the piece (and builds its
-    /// encoder, for repair symbols) now, in the background, so that the
+    /// Symbols of `range` are next in a sender's queue: reads the piece (and
+    /// builds its encoder, for repair symbols) now, in the background, so that the
     /// paced sender finds them ready when their turn comes instead of
     /// waiting on the disk and the blocking pool then.
     pub fn prefetch_symbols(self: &Arc<Self>, range: wire::fountain::SymbolRange) {
@@ -52,6 +52,9 @@ impl TorrentShared {
             return;
         };
         let needs_encoder = range.end() > params.k();
+        if self.is_reading(range.piece) {
+            return;
+        }
         let cached = self.is_cached(range.piece)
             && (!needs_encoder
                 || self
