@@ -13,7 +13,7 @@ use wire::peer::{ExtendedHandshake, Message, RaptorqCaps, Violation};
 use wire::{BlockRef, Limits, BLOCK_SIZE};
 
 use super::link::{CodedLink, MAX_UNREQUESTED, RAPTORQ_ID, RAPTORQ_VERSION, SYMBOL_SIZES};
-use super::state::Received;
+use super::state::{Ask, Received};
 use crate::session::peer::PeerTask;
 use crate::session::torrent::{PeerCmd, MAX_VERIFY_BACKLOG};
 use crate::session::{quic, CodedMode, CodedTransport};
@@ -102,6 +102,14 @@ impl PeerTask {
                 let target = SocketAddr::new(self.addr.ip(), port);
                 tokio::spawn(upgrade_to_quic(torrent, endpoint, target));
             }
+        }
+        // Both ends speak QUIC (a peer offers a port only when it does), so
+        // this connection is about to be replaced. Symbols asked for on it
+        // would be sent and then dropped with it, and asked for again as
+        // repair symbols: ask nothing until the move, or until the grace
+        // is over (UDP blocked: the connect fails, and TCP it is).
+        if !quic && self.torrent.quic.is_some() && caps.quic_port.is_some() {
+            self.ext_wait_until = Some(now + QUIC_MOVE_GRACE);
         }
         self.refill();
         Ok(())
@@ -217,6 +225,13 @@ impl PeerTask {
             if st.disk_error.is_some() || !st.peers.contains_key(&key) {
                 return;
             }
+            // Exact asks until the last pieces, then hedged ones that
+            // do not wait a round trip on a loss.
+            let ask = if st.picker.is_endgame() {
+                Ask::Hedged
+            } else {
+                Ask::Exact
+            };
             let Some(coded) = st.coded.as_mut() else {
                 return;
             };
@@ -244,7 +259,7 @@ impl PeerTask {
                 if budget == 0 {
                     break;
                 }
-                for r in coded.plan(key, piece, budget, false) {
+                for r in coded.plan(key, piece, budget, ask) {
                     budget = budget.saturating_sub(r.count);
                     ranges.push(r);
                 }
@@ -274,7 +289,7 @@ impl PeerTask {
                     st.picker.piece_abandoned(piece);
                     break;
                 }
-                for r in coded.plan(key, piece, budget, false) {
+                for r in coded.plan(key, piece, budget, ask) {
                     budget = budget.saturating_sub(r.count);
                     ranges.push(r);
                 }
@@ -309,7 +324,7 @@ impl PeerTask {
                     for slower in coded.take_over(key, piece, budget) {
                         taken_over.push((slower, piece));
                     }
-                    for r in coded.plan(key, piece, budget, true) {
+                    for r in coded.plan(key, piece, budget, Ask::Race) {
                         budget = budget.saturating_sub(r.count);
                         ranges.push(r);
                     }
@@ -573,6 +588,11 @@ impl PeerTask {
         self.rtt.get().unwrap_or(Duration::from_millis(20))
     }
 }
+
+/// How long a connection between two QUIC-capable coded peers waits for
+/// its move to QUIC before it asks for symbols itself. The move takes a
+/// round trip or two; a peer whose UDP is blocked starts this much later.
+const QUIC_MOVE_GRACE: Duration = Duration::from_secs(1);
 
 /// Opens a QUIC connection to a coded peer and runs the peer protocol over
 /// it; the TCP connection is replaced once it is up (see `register_peer`).

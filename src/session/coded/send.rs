@@ -89,7 +89,8 @@ impl PeerTask {
             else {
                 return Ok(());
             };
-            if finished.is_some() {
+            if let Some(done) = finished {
+                tracing::trace!(peer = %self.addr, piece = done.piece, first_esi = done.first_esi, count = done.count, "range served");
                 self.read_ahead();
             }
             let data = self
@@ -295,6 +296,7 @@ impl PeerTask {
             }
             // The end of a request: what did not arrive is lost.
             if let Some(range) = finished {
+                tracing::trace!(peer = %self.addr, piece = range.piece, first_esi = range.first_esi, count = range.count, "range served");
                 self.read_ahead();
                 self.send_coded(CodedMessage::RangeSent {
                     range,

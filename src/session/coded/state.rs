@@ -22,6 +22,26 @@ use crate::session::picker::PeerKey;
 /// Symbols asked for beyond the strict deficit: a K-symbol decode fails
 /// about 0.5% of the time, one more symbol makes that rare.
 const MARGIN: u32 = 1;
+/// How a plan asks a sender for symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Exactly what the decoder still needs, counting what is owed as if
+    /// it will all arrive: every symbol a sender spends is one the piece
+    /// uses, and a lost one is asked again once written off. The sender's
+    /// upload is the scarce thing for most of a download (a seed that
+    /// leaves after a fixed amount was losing an eighth of it to spare and
+    /// loss-padded symbols that arrived after their piece was complete).
+    Exact,
+    /// Enough that what is missing arrives through the sender's measured
+    /// losses, plus a spare against a failed decode once repair symbols
+    /// take part: no round trip for a loss. For the last pieces, where
+    /// waiting holds up the whole download.
+    Hedged,
+    /// Hedged, and the sender may also join a piece others are sending,
+    /// racing them for what they will not bring soon (endgame).
+    Race,
+}
+
 /// Most senders working on one piece at once.
 const MAX_SENDERS: usize = 3;
 
@@ -182,8 +202,15 @@ impl CodedState {
 
     /// Symbols still needed for `piece` beyond what is buffered and what is
     /// expected to arrive from open requests.
-    fn deficit(&self, piece: &CodedPiece) -> f64 {
+    fn deficit(&self, piece: &CodedPiece, ask: Ask) -> f64 {
         let buffered = piece.buffered();
+        if ask == Ask::Exact {
+            // What the decoder needs for its next attempt (K, one more
+            // after each failed one) against what is held and owed.
+            let attempts = piece.decoder.as_ref().map_or(0, PieceDecoder::attempts);
+            let owed: u32 = piece.open.iter().map(Assignment::outstanding).sum();
+            return f64::from(piece.k + attempts) - f64::from(buffered) - f64::from(owed);
+        }
         let expected: f64 = piece
             .open
             .iter()
@@ -227,17 +254,17 @@ impl CodedState {
         f64::from(piece.k + MARGIN) - f64::from(buffered) - expected
     }
 
-    /// Requests for `peer` on `piece`, at most `budget` symbols. With
-    /// `endgame`, a sender may join a piece whose deficit is already covered
-    /// by others (to finish it sooner); it then gets repair ESIs only.
-    pub fn plan(
-        &mut self,
-        peer: PeerKey,
-        piece: u32,
-        budget: u32,
-        endgame: bool,
-    ) -> Vec<SymbolRange> {
-        let loss = self.loss_of(peer).min(0.5);
+    /// Requests for `peer` on `piece`, at most `budget` symbols, asked as
+    /// `ask` says. With [`Ask::Race`], a sender may join a piece whose
+    /// deficit is already covered by others (to finish it sooner); it then
+    /// gets repair ESIs only.
+    pub fn plan(&mut self, peer: PeerKey, piece: u32, budget: u32, ask: Ask) -> Vec<SymbolRange> {
+        let endgame = ask == Ask::Race;
+        let loss = if ask == Ask::Exact {
+            0.0
+        } else {
+            self.loss_of(peer).min(0.5)
+        };
         let max_message = self.limits.max_symbols_per_message;
         let Some(p) = self.pieces.get(&piece) else {
             return Vec::new();
@@ -247,7 +274,7 @@ impl CodedState {
         if p.decoder.as_ref().is_none_or(PieceDecoder::is_finished) {
             return Vec::new();
         }
-        let deficit = self.deficit(p);
+        let deficit = self.deficit(p, ask);
         let joined = p.open.iter().any(|a| a.peer == peer);
         let senders = {
             let mut s: Vec<PeerKey> = p.open.iter().map(|a| a.peer).collect();
@@ -273,7 +300,7 @@ impl CodedState {
         let source_covers = p.owner.is_none_or(|o| o == peer)
             && loss == 0.0
             && f64::from(p.k - p.next_source) >= need;
-        let margin = if source_covers {
+        let margin = if source_covers || ask == Ask::Exact {
             0.0
         } else {
             f64::from(MARGIN)
@@ -312,7 +339,7 @@ impl CodedState {
                 p.next_repair += count;
             }
         }
-        tracing::trace!(piece, loss, need, endgame, ?out, "symbols requested");
+        tracing::trace!(piece, loss, need, ?ask, ?out, "symbols requested");
         for range in &out {
             p.open.push(Assignment {
                 peer,
@@ -527,7 +554,7 @@ impl CodedState {
             "K {}, {decoder}, {} open requests, deficit {:.1}",
             p.k,
             p.open.len(),
-            self.deficit(p)
+            self.deficit(p, Ask::Exact)
         )
     }
 

@@ -36,7 +36,7 @@ fn encoder(data: &[u8], s: &CodedState) -> PieceEncoder {
 fn a_clean_single_sender_gets_exactly_the_source_symbols() {
     let mut s = state();
     assert_eq!(s.t(), 1024);
-    let plan = s.plan(1, 0, 10_000, false);
+    let plan = s.plan(1, 0, 10_000, Ask::Exact);
     assert_eq!(
         plan,
         vec![SymbolRange {
@@ -46,7 +46,7 @@ fn a_clean_single_sender_gets_exactly_the_source_symbols() {
         }]
     );
     assert!(
-        s.plan(1, 0, 10_000, false).is_empty(),
+        s.plan(1, 0, 10_000, Ask::Exact).is_empty(),
         "nothing more until something is lost"
     );
     let data = piece_data();
@@ -60,7 +60,7 @@ fn a_clean_single_sender_gets_exactly_the_source_symbols() {
     };
     assert!(!piece.used_repair());
     // Until its hash check removes it, a finished piece asks for nothing.
-    assert!(s.plan(2, 0, 10_000, true).is_empty());
+    assert!(s.plan(2, 0, 10_000, Ask::Race).is_empty());
     assert!(matches!(
         piece.verify(&Sha1::digest(&data).into()),
         Verdict::Good(_)
@@ -70,7 +70,7 @@ fn a_clean_single_sender_gets_exactly_the_source_symbols() {
 #[test]
 fn extra_senders_get_never_overlapping_repair_ranges() {
     let mut s = state();
-    let first = s.plan(1, 0, 32, false);
+    let first = s.plan(1, 0, 32, Ask::Exact);
     assert_eq!(
         first,
         vec![SymbolRange {
@@ -80,7 +80,7 @@ fn extra_senders_get_never_overlapping_repair_ranges() {
         }]
     );
     // Budget-limited owner continues with source symbols.
-    let more = s.plan(1, 0, 16, false);
+    let more = s.plan(1, 0, 16, Ask::Exact);
     assert_eq!(
         more,
         vec![SymbolRange {
@@ -90,12 +90,12 @@ fn extra_senders_get_never_overlapping_repair_ranges() {
         }]
     );
     // Another sender is only needed for the rest: repair ESIs from K on.
-    let second = s.plan(2, 0, 1000, false);
+    let second = s.plan(2, 0, 1000, Ask::Exact);
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].first_esi, 64);
     assert!(second[0].count >= 16);
     // In endgame a third sender may race them, on fresh ESIs.
-    let third = s.plan(3, 0, 1000, true);
+    let third = s.plan(3, 0, 1000, Ask::Race);
     assert_eq!(third[0].first_esi, 64 + second[0].count);
     let mut all: Vec<(u32, u32)> = [first, more, second, third]
         .concat()
@@ -112,30 +112,30 @@ fn extra_senders_get_never_overlapping_repair_ranges() {
 fn endgame_races_slow_senders_not_fast_ones() {
     let mut s = state();
     // A slow sender (100 kB/s) holds the whole piece.
-    assert_eq!(s.plan(1, 0, 1000, false)[0].count, 64);
+    assert_eq!(s.plan(1, 0, 1000, Ask::Exact)[0].count, 64);
     s.set_rate(1, 100_000.0);
     s.set_rate(2, 1_000_000.0);
     s.set_rate(3, 1_000_000.0);
     // A sender ten times faster races it for nine tenths of the piece plus
     // the spare against a failed decode: 65 - 6.4, rounded up, + 1.
-    let fast = s.plan(2, 0, 1000, true);
+    let fast = s.plan(2, 0, 1000, Ask::Race);
     assert_eq!(fast.len(), 1);
     assert_eq!(fast[0].first_esi, 64);
     assert_eq!(fast[0].count, 60);
     // A second fast sender counts the first's symbols in full: it would
     // bring the same need again.
-    assert!(s.plan(3, 0, 1000, true).is_empty());
+    assert!(s.plan(3, 0, 1000, Ask::Race).is_empty());
     // Unmeasured, it races as before: everything still missing.
     let mut s = state();
-    s.plan(1, 0, 1000, false);
+    s.plan(1, 0, 1000, Ask::Exact);
     s.set_rate(1, 100_000.0);
-    assert_eq!(s.plan(2, 0, 1000, true)[0].count, 66);
+    assert_eq!(s.plan(2, 0, 1000, Ask::Race)[0].count, 66);
 }
 
 #[test]
 fn endgame_takes_pieces_over_from_much_slower_senders() {
     let mut s = state();
-    s.plan(1, 0, 1000, false);
+    s.plan(1, 0, 1000, Ask::Exact);
     s.set_rate(1, 100_000.0);
     s.set_rate(2, 1_000_000.0);
     // Not without the budget to ask for all the slow one owes.
@@ -143,16 +143,16 @@ fn endgame_takes_pieces_over_from_much_slower_senders() {
     assert_eq!(s.take_over(2, 0, 100), vec![1]);
     // The slow sender's request is closed: the fast one asks for it all.
     assert_eq!(s.in_flight(1), 0);
-    assert_eq!(s.plan(2, 0, 1000, true)[0].count, 65);
+    assert_eq!(s.plan(2, 0, 1000, Ask::Race)[0].count, 65);
     // A sender at least half as fast is raced, not dropped; an unmeasured
     // one neither.
     let mut s = state();
-    s.plan(1, 0, 1000, false);
+    s.plan(1, 0, 1000, Ask::Exact);
     s.set_rate(1, 600_000.0);
     s.set_rate(2, 1_000_000.0);
     assert!(s.take_over(2, 0, 1000).is_empty());
     let mut s = state();
-    s.plan(1, 0, 1000, false);
+    s.plan(1, 0, 1000, Ask::Exact);
     s.set_rate(2, 1_000_000.0);
     assert!(s.take_over(2, 0, 1000).is_empty());
     assert_eq!(s.in_flight(1), 64);
@@ -163,7 +163,7 @@ fn a_sender_leaving_mid_piece_wastes_nothing_received() {
     let mut s = state();
     let data = piece_data();
     let enc = encoder(&data, &s);
-    s.plan(1, 0, 1000, false);
+    s.plan(1, 0, 1000, Ask::Exact);
     for esi in 0..40 {
         assert!(matches!(
             s.push(1, 0, esi, &symbol(&data, &enc, esi)),
@@ -172,10 +172,14 @@ fn a_sender_leaving_mid_piece_wastes_nothing_received() {
     }
     s.peer_gone(1);
     // The new sender is asked only for what is missing, as repair symbols.
-    let plan = s.plan(2, 0, 1000, false);
+    let plan = s.plan(2, 0, 1000, Ask::Exact);
     assert_eq!(plan.len(), 1);
     assert!(plan[0].first_esi >= 64, "{plan:?}");
-    assert_eq!(plan[0].count, 24 + 1, "24 missing plus one spare");
+    assert_eq!(plan[0].count, 24, "exactly the 24 missing");
+    // In endgame a sender joining gets a spare on top (its loss unknown).
+    let spare = s.plan(3, 0, 1000, Ask::Hedged);
+    assert_eq!(spare.len(), 1, "{spare:?}");
+    assert!(spare[0].count >= 1, "a spare against a failed decode");
     let mut ready = false;
     for esi in plan[0].first_esi..plan[0].end() {
         ready |= matches!(
@@ -183,7 +187,7 @@ fn a_sender_leaving_mid_piece_wastes_nothing_received() {
             Received::ReadyToDecode
         );
     }
-    assert!(ready);
+    assert!(ready, "K symbols are enough to try");
     let mut dec = s.take_decoder(0).unwrap();
     match dec.decode() {
         DecodeStep::Decoded(p) => assert_eq!(p.data(), &data[..]),
@@ -195,7 +199,7 @@ fn a_sender_leaving_mid_piece_wastes_nothing_received() {
 fn losses_are_measured_and_compensated() {
     let mut s = state();
     let now = Instant::now();
-    let plan = s.plan(1, 0, 1000, false);
+    let plan = s.plan(1, 0, 1000, Ask::Exact);
     let data = piece_data();
     // Every tenth symbol lost.
     for esi in 0..64 {
@@ -221,10 +225,16 @@ fn losses_are_measured_and_compensated() {
     );
     let loss = s.loss_of(1);
     assert!(loss > 0.0 && loss <= 0.11, "{loss}");
-    // 7 missing, plus a spare, through a lossy sender: a little more.
-    let again = s.plan(1, 0, 1000, false);
+    // 7 missing: asked again exactly, as repair symbols.
+    let again = s.plan(1, 0, 1000, Ask::Exact);
     assert_eq!(again[0].first_esi, 64);
-    assert!(again[0].count >= 8, "{again:?}");
+    assert_eq!(again[0].count, 7, "{again:?}");
+    // In endgame the same piece gets more: a spare, and padding for the
+    // sender's measured loss on what it still owes.
+    let hedge = s.plan(1, 0, 1000, Ask::Hedged);
+    assert_eq!(hedge.len(), 1, "{hedge:?}");
+    assert_eq!(hedge[0].first_esi, 71);
+    assert!(hedge[0].count >= 2, "{hedge:?}");
     // Stragglers of an expired range are surplus, not faults.
     let straggler = s.push(1, 0, 0, &data[..1024]);
     assert!(matches!(straggler, Received::Late), "{straggler:?}");
@@ -242,8 +252,8 @@ fn senders_still_owing_symbols_are_stopped_once_the_decoder_has_enough() {
     let data = piece_data();
     let enc = encoder(&data, &s);
     // Two senders share the piece (the second in endgame).
-    let first = s.plan(1, 0, 40, false);
-    let second = s.plan(2, 0, 10_000, true);
+    let first = s.plan(1, 0, 40, Ask::Exact);
+    let second = s.plan(2, 0, 10_000, Ask::Race);
     assert!(
         !first.is_empty() && !second.is_empty(),
         "{first:?} {second:?}"
