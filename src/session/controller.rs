@@ -122,7 +122,8 @@ fn log_stall(torrent: &TorrentShared) {
     }
     let st = torrent.lock();
     let down: f64 = st.peers.values().map(|p| p.down_meter.rate()).sum();
-    if st.picker.done().is_complete() || down > 0.0 || st.peers.is_empty() {
+    // (The rate meters decay towards zero without reaching it.)
+    if st.picker.done().is_complete() || down >= 1024.0 || st.peers.is_empty() {
         return;
     }
     let coded_in_flight: Vec<(SocketAddr, u32)> = match st.coded.as_ref() {
@@ -142,8 +143,18 @@ fn log_stall(torrent: &TorrentShared) {
             format!("{piece} (holders {holders}; {})", coded.unwrap_or_default())
         })
         .collect();
+    // Peers holding an original we lack: zero means the swarm has nothing
+    // more for us, more than zero a stall on our side.
+    let done = st.picker.done();
+    let useful_peers = st
+        .peers
+        .values()
+        .filter(|p| p.pieces.iter_set().any(|i| !done.has(i)))
+        .count();
     tracing::debug!(
         held = st.picker.held_count(),
+        room_for_more = st.picker.room_for_more(),
+        useful_peers,
         ?in_progress,
         ?coded_in_flight,
         verifying = torrent.verifying.load(Ordering::Relaxed),

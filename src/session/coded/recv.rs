@@ -232,6 +232,9 @@ impl PeerTask {
             } else {
                 Ask::Exact
             };
+            // Connected peers holding every original: a piece no more
+            // available than that is held by seeds alone.
+            let seeds = st.peers.values().filter(|p| p.pieces.is_complete()).count() as u32;
             let Some(coded) = st.coded.as_mut() else {
                 return;
             };
@@ -243,12 +246,14 @@ impl PeerTask {
             }
             // A suggesting seed spends its upload on pieces nobody else
             // has: it is not asked for symbols of pieces others hold unless
-            // it suggested them.
+            // it suggested them — or only seeds hold them (leechers that
+            // completed by rebuilding suggest too, and pieces held by them
+            // alone were asked of nobody: the download stalled).
             let from_here = |p: u32, picker: &crate::session::picker::Picker| {
                 has(p)
                     && (!suggesting
                         || suggested_by_them.contains(&p)
-                        || picker.availability_of(p) <= 1)
+                        || picker.availability_of(p) <= seeds.max(1))
             };
             let mut started: Vec<u32> = coded
                 .pieces()

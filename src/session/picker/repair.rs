@@ -85,7 +85,7 @@ impl Picker {
     /// (started, and held by someone connected) are fewer than a rebuild
     /// needs — N + 1, plus one per rebuild that fell short. Pieces whose
     /// every holder left do not count, or they would block the rest.
-    pub(super) fn room_for_more(&self) -> bool {
+    pub fn room_for_more(&self) -> bool {
         if self.repair_done.is_empty() {
             return true;
         }
