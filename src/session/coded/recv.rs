@@ -233,8 +233,13 @@ impl PeerTask {
                 Ask::Exact
             };
             // Connected peers holding every original: a piece no more
-            // available than that is held by seeds alone.
-            let seeds = st.peers.values().filter(|p| p.pieces.is_complete()).count() as u32;
+            // available than that is held by seeds alone (counted only
+            // where it matters: this peer suggests).
+            let seeds = if suggesting {
+                st.peers.values().filter(|p| p.pieces.is_complete()).count() as u32
+            } else {
+                0
+            };
             let Some(coded) = st.coded.as_mut() else {
                 return;
             };

@@ -90,8 +90,7 @@ impl PeerTask {
                 return Ok(());
             };
             if let Some(done) = finished {
-                tracing::trace!(peer = %self.addr, piece = done.piece, first_esi = done.first_esi, count = done.count, "range served");
-                self.read_ahead();
+                self.range_served(done);
             }
             let data = self
                 .torrent
@@ -136,6 +135,12 @@ impl PeerTask {
         }
         link.serving_symbols = link.serving_symbols.saturating_sub(n);
         Some((taken, finished))
+    }
+
+    /// A request was sent in full: the read-ahead moves on.
+    fn range_served(&self, range: SymbolRange) {
+        tracing::trace!(peer = %self.addr, piece = range.piece, first_esi = range.first_esi, count = range.count, "range served");
+        self.read_ahead();
     }
 
     /// Starts reading the pieces of the first requests in our queue, up to
@@ -296,8 +301,7 @@ impl PeerTask {
             }
             // The end of a request: what did not arrive is lost.
             if let Some(range) = finished {
-                tracing::trace!(peer = %self.addr, piece = range.piece, first_esi = range.first_esi, count = range.count, "range served");
-                self.read_ahead();
+                self.range_served(range);
                 self.send_coded(CodedMessage::RangeSent {
                     range,
                     last_seq: seq,

@@ -38,10 +38,10 @@ const INLINE_REPAIR_SYMBOLS: u32 = 4;
 const MAX_PREFETCHING: usize = 8;
 
 impl TorrentShared {
-    /// Symbols of `range` are next in a sender's queue: reads the piece (and
-    /// builds its encoder, for repair symbols) now, in the background, so that the
-    /// paced sender finds them ready when their turn comes instead of
-    /// waiting on the disk and the blocking pool then.
+    /// Symbols of `range` are next in a sender's queue: reads the piece
+    /// (and builds its encoder, for repair symbols) now, in the background,
+    /// so that the paced sender finds them ready when their turn comes
+    /// instead of waiting on the disk and the blocking pool then.
     pub fn prefetch_symbols(self: &Arc<Self>, range: wire::fountain::SymbolRange) {
         let Some(params) = self
             .lock()

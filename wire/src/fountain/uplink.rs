@@ -153,22 +153,8 @@ impl UplinkPacer {
                 self.measure_accounted = self.measure_accounted.saturating_add(delta.accounted);
             }
         }
-        let stale = self
-            .flow_rtt
-            .is_none_or(|(_, at)| now.saturating_duration_since(at) > RTT_MEMORY);
-        if stale || self.flow_rtt.is_some_and(|(rtt, _)| delta.min_rtt >= rtt) {
-            self.flow_rtt = Some((delta.min_rtt, now));
-        }
-        let stale = self
-            .ack_path
-            .is_none_or(|(_, at)| now.saturating_duration_since(at) > RTT_MEMORY);
-        if stale
-            || self
-                .ack_path
-                .is_some_and(|(late, _)| delta.ack_path >= late)
-        {
-            self.ack_path = Some((delta.ack_path, now));
-        }
+        remember_largest(&mut self.flow_rtt, delta.min_rtt, now);
+        remember_largest(&mut self.ack_path, delta.ack_path, now);
         let elapsed = now.saturating_duration_since(self.round_start);
         if elapsed >= self.round() {
             self.end_round(elapsed, now);
@@ -309,6 +295,15 @@ impl UplinkPacer {
             Some(Gain::Cruise) => compensated,
         };
         self.rate = target.clamp(self.config.min_rate, self.config.max_rate);
+    }
+}
+
+/// Keeps the largest of the flows' reports of a delay, or the latest one
+/// once the largest is older than [`RTT_MEMORY`].
+fn remember_largest(slot: &mut Option<(Duration, Instant)>, value: Duration, now: Instant) {
+    let stale = slot.is_none_or(|(_, at)| now.saturating_duration_since(at) > RTT_MEMORY);
+    if stale || slot.is_some_and(|(largest, _)| value >= largest) {
+        *slot = Some((value, now));
     }
 }
 
