@@ -136,6 +136,63 @@ fn smoke_scenario_runs_and_reports() {
     }
 }
 
+/// Acceptance 3 of the bench issue at CI size: the only seed leaves after
+/// uploading 1.1 copies and two leechers leave with it; with the outer code
+/// every remaining leecher completes, over QUIC and over TCP. (Before the
+/// seed held back pieces from peers that had not passed theirs on, and
+/// before every HAVE reached every peer, most such runs ended with the
+/// remaining leechers stuck.)
+#[test]
+fn with_the_outer_code_the_swarm_survives_the_seed_leaving() {
+    let _lab = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/scenarios/departure-smoke.toml");
+    let mut cmd = bitfountain();
+    cmd.arg("bench")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(out_dir.path());
+    let out = run_with_limit(&mut cmd, Duration::from_secs(400));
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out_dir.path().join("results.json")).expect("results.json"),
+    )
+    .expect("valid JSON");
+    let file_size = 8u64 << 20;
+    let runs = json["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "1 repetition x 2 variants");
+    for run in runs {
+        let peers = run["peers"].as_array().expect("peers");
+        let leechers: Vec<&serde_json::Value> =
+            peers.iter().filter(|p| p["role"] == "leecher").collect();
+        assert_eq!(leechers.len(), 6);
+        for peer in &leechers {
+            if peer["left"] == true {
+                continue;
+            }
+            // Done, and with about one copy fetched: any N of the
+            // original and repair pieces, then the rest rebuilt.
+            assert!(
+                peer["completed_s"].as_f64().is_some(),
+                "{}: {peer}",
+                run["variant"]
+            );
+            let downloaded = peer["downloaded"].as_u64().unwrap_or(u64::MAX);
+            assert!(
+                downloaded < file_size * 11 / 10,
+                "{}: {peer}",
+                run["variant"]
+            );
+        }
+        // If it left, it took two leechers with it; if not, the swarm
+        // finished on less than 1.1 copies from the seed.
+        let left = leechers.iter().filter(|p| p["left"] == true).count();
+        let seed_left = run["seed_left_s"].as_f64().is_some();
+        assert_eq!(left, if seed_left { 2 } else { 0 }, "{run}");
+    }
+}
+
 #[test]
 fn calibration_is_within_five_percent() {
     let _lab = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());

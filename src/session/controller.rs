@@ -31,6 +31,8 @@ pub async fn run_controller(
     let mut last_flush = Instant::now();
     let mut flushing: Option<tokio::task::JoinHandle<(u32, std::io::Result<()>)>> = None;
     let mut last_disk_retry = Instant::now();
+    // Pieces held and when that last changed, for the stall log.
+    let mut progress = (0u32, Instant::now());
     loop {
         let rechoke_now = tokio::select! {
             _ = torrent.shutdown.cancelled() => break,
@@ -39,7 +41,7 @@ pub async fn run_controller(
         };
         let now = Instant::now();
         if !rechoke_now {
-            log_stall(&torrent);
+            log_stall(&torrent, &mut progress, now);
             sample_rates(&torrent, now);
             connect_more(&torrent, &connect, now);
             let _ = torrent.status_tx.send(torrent.status());
@@ -113,17 +115,30 @@ fn start_flush(
     }))
 }
 
-/// While downloading with nothing arriving, says (at debug level) what is
-/// in progress and who could send it: the first thing to look at when a
-/// download stalls.
-fn log_stall(torrent: &TorrentShared) {
+/// How long a download may hold the same number of pieces before the stall
+/// log speaks.
+const STALL_AFTER: Duration = Duration::from_secs(2);
+
+/// While downloading with nothing arriving, or nothing completing for
+/// [`STALL_AFTER`] (a rate meter decays for many seconds after data stops),
+/// says (at debug level) what is in progress and who could send it: the
+/// first thing to look at when a download stalls. `progress` is the count
+/// of pieces held and when it last changed.
+fn log_stall(torrent: &TorrentShared, progress: &mut (u32, Instant), now: Instant) {
     if !tracing::enabled!(tracing::Level::DEBUG) {
         return;
     }
     let st = torrent.lock();
+    let held = st.picker.held_count();
+    if held != progress.0 {
+        *progress = (held, now);
+    }
+    let stuck = now.duration_since(progress.1) >= STALL_AFTER;
     let down: f64 = st.peers.values().map(|p| p.down_meter.rate()).sum();
     // (The rate meters decay towards zero without reaching it.)
-    if st.picker.done().is_complete() || down >= 1024.0 || st.peers.is_empty() {
+    let stalled = !st.picker.done().is_complete() && (down < 1024.0 || stuck);
+    torrent.stalled.store(stalled, Ordering::Relaxed);
+    if !stalled || st.peers.is_empty() {
         return;
     }
     let coded_in_flight: Vec<(SocketAddr, u32)> = match st.coded.as_ref() {
@@ -152,7 +167,9 @@ fn log_stall(torrent: &TorrentShared) {
         .filter(|p| p.pieces.iter_set().any(|i| !done.has(i)))
         .count();
     tracing::debug!(
-        held = st.picker.held_count(),
+        held,
+        down_rate = down as u64,
+        rebuilding = st.outer.rebuilding,
         room_for_more = st.picker.room_for_more(),
         useful_peers,
         ?in_progress,

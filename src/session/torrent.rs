@@ -43,6 +43,9 @@ pub enum PeerCmd {
     Close(String),
     /// A piece it was sending us symbols of is complete: tell it to stop.
     CodedDone(u32),
+    /// A piece it took from our suggestions is now held by another peer
+    /// too: it may be suggested more (`coded::suggest`).
+    Replicated,
     /// The connection is now coded (its ext handshake arrived).
     CodedLinked,
 }
@@ -142,6 +145,10 @@ pub struct TorrentState {
     /// Times each piece (original, then repair) was suggested to a coded
     /// peer while seeding (`coded::suggest`).
     pub suggested: Vec<u32>,
+    /// Pieces (coded numbering) a peer took from our suggestions that no
+    /// other peer has announced yet, with the peer: lost if it leaves
+    /// with us (`coded::suggest`).
+    pub held_alone: HashMap<u32, PeerKey>,
 }
 
 /// Everything a torrent's tasks share.
@@ -163,6 +170,9 @@ pub struct TorrentShared {
     pub down_limit: Arc<RateLimiter>,
     /// Completed pieces being hashed and written.
     pub verifying: std::sync::atomic::AtomicUsize,
+    /// The download made no progress lately (set by the stall log): each
+    /// peer task then says, at debug level, why it asks its peer nothing.
+    pub stalled: std::sync::atomic::AtomicBool,
     /// Pieces being read ahead for symbol requests (`prefetch_symbols`).
     pub prefetching: std::sync::atomic::AtomicUsize,
     pub rechoke: Notify,
@@ -273,6 +283,7 @@ impl TorrentShared {
                 failed_coded: HashMap::new(),
                 outer: Default::default(),
                 suggested: Vec::new(),
+                held_alone: HashMap::new(),
                 completed_at: complete.then(Instant::now),
                 phase: if complete {
                     TorrentPhase::Seeding
@@ -289,6 +300,7 @@ impl TorrentShared {
             up_limit,
             down_limit,
             verifying: std::sync::atomic::AtomicUsize::new(0),
+            stalled: std::sync::atomic::AtomicBool::new(false),
             prefetching: std::sync::atomic::AtomicUsize::new(0),
             rechoke: Notify::new(),
             completed: Notify::new(),
@@ -367,6 +379,7 @@ impl TorrentShared {
         if st.optimistic == Some(key) {
             st.optimistic = None;
         }
+        st.held_alone.retain(|_, k| *k != key);
         true
     }
 

@@ -15,3 +15,4 @@ mod send;
 pub mod state;
 mod suggest;
 mod verify;
+pub(crate) use recv::asks_suggesting_seed;

@@ -255,10 +255,7 @@ impl PeerTask {
             // completed by rebuilding suggest too, and pieces held by them
             // alone were asked of nobody: the download stalled).
             let from_here = |p: u32, picker: &crate::session::picker::Picker| {
-                has(p)
-                    && (!suggesting
-                        || suggested_by_them.contains(&p)
-                        || picker.availability_of(p) <= seeds.max(1))
+                has(p) && asks_suggesting_seed(suggesting, suggested_by_them, p, picker, seeds)
             };
             let mut started: Vec<u32> = coded
                 .pieces()
@@ -623,6 +620,21 @@ async fn upgrade_to_quic(
     if let Err(e) = result {
         tracing::debug!(peer = %target, "QUIC: {e:#}");
     }
+}
+
+/// Whether a piece the peer holds may be asked of it: anything, unless it
+/// is a suggesting seed, which is asked only for what it suggested or what
+/// no more peers hold than the `seeds` connected (complete peers).
+pub(crate) fn asks_suggesting_seed(
+    suggesting: bool,
+    suggested_by_them: &std::collections::HashSet<u32>,
+    piece: u32,
+    picker: &crate::session::picker::Picker,
+    seeds: u32,
+) -> bool {
+    !suggesting
+        || suggested_by_them.contains(&piece)
+        || picker.availability_of(piece) <= seeds.max(1)
 }
 
 /// Starts the oldest suggested piece that can start; suggestions of

@@ -27,17 +27,13 @@ impl PeerTask {
         }
     }
 
-    /// We hold a new repair piece: a coded peer that lacks it hears of it.
+    /// We hold a new repair piece: a coded peer hears of it (even one that
+    /// has it, like a HAVE). Without a coded link this sends nothing.
     pub(crate) fn on_have_repair(&mut self, index: u32) {
         if !self.our_repair.set(index) {
             return;
         }
-        let suggesting = self.link.as_ref().is_some_and(|l| l.suggesting);
-        if !self.their_repair.has(index) || suggesting {
-            // Without a coded link this sends nothing; a suggesting seed
-            // learns that its suggestion was taken.
-            self.send_coded(CodedMessage::HaveRepair { index });
-        }
+        self.send_coded(CodedMessage::HaveRepair { index });
         if self.their_repair.has(index) {
             self.update_interest();
         }
@@ -73,7 +69,6 @@ impl PeerTask {
         if !self.their_repair.set(index) {
             return Ok(());
         }
-        self.suggestion_taken(self.our_have.len() + index);
         {
             let mut st = self.torrent.lock();
             st.picker.add_peer_have(self.our_have.len() + index);
@@ -81,6 +76,7 @@ impl PeerTask {
                 p.repair.set(index);
             }
         }
+        self.peer_announced(self.our_have.len() + index);
         if !self.our_repair.has(index) {
             self.update_interest();
             self.refill();

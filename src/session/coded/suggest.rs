@@ -4,7 +4,9 @@
 //! distinct original and repair pieces — what lets the swarm finish after
 //! the seed leaves. Like BEP 16's initial seeding, for coded peers only: a
 //! receiver starts new pieces from a suggesting seed only as suggested, and
-//! the seed suggests another whenever the peer announces a piece.
+//! the seed suggests another whenever the peer announces a piece — and, as
+//! in BEP 16, only while few of the pieces it took from us are held by it
+//! alone: a peer that leaves with the seed takes those with it.
 
 use anyhow::Result;
 use rand::Rng;
@@ -14,26 +16,33 @@ use wire::Bitfield;
 
 use crate::session::peer::PeerTask;
 use crate::session::picker::Picker;
-use crate::session::torrent::TorrentState;
+use crate::session::torrent::{PeerCmd, TorrentState};
 
-/// Bytes of suggested pieces outstanding per peer: enough to keep the
-/// path from the seed busy, few enough that they are fetched soon.
-const SUGGEST_AHEAD_BYTES: u32 = 1 << 20;
+/// Bytes of pieces at risk with one peer: suggested and not yet taken, or
+/// taken and held by it alone. Enough to keep the path from the seed busy
+/// while the peer passes pieces on; few enough that a peer leaving with
+/// the seed takes little that nobody else has.
+const AT_RISK_BYTES: u32 = 1 << 20;
 /// Suggestions a receiver keeps from one peer.
 const MAX_SUGGESTIONS: usize = 64;
 
 impl PeerTask {
-    /// Seeding a torrent with an outer code: keeps [`SUGGEST_AHEAD`]
-    /// suggestions outstanding with this coded peer.
+    /// Seeding a torrent with an outer code: suggests pieces to this coded
+    /// peer until [`AT_RISK_BYTES`] are at risk with it.
     pub(crate) fn suggest_more(&mut self) {
         let Some(link) = self.link.as_ref() else {
             return;
         };
-        let piece_len = self.torrent.info.geometry.piece_length().max(1);
-        let ahead = (SUGGEST_AHEAD_BYTES / piece_len).clamp(2, 16) as usize;
-        if link.suggested_to.len() >= ahead {
+        // A connection about to move to QUIC: suggestions sent on it would
+        // be forgotten with it by the receiver.
+        if self
+            .ext_wait_until
+            .is_some_and(|until| std::time::Instant::now() < until)
+        {
             return;
         }
+        let piece_len = self.torrent.info.geometry.piece_length().max(1);
+        let limit = (AT_RISK_BYTES / piece_len).clamp(2, 16) as usize;
         let mut skip = link.suggested_to.clone();
         let before = skip.len();
         {
@@ -41,7 +50,20 @@ impl PeerTask {
             if !st.picker.done().is_complete() || st.picker.repair_done().is_empty() {
                 return;
             }
-            while skip.len() < ahead {
+            // Pieces held by this peer alone count while another connected
+            // peer lacks pieces and could take them from it; the last
+            // leecher has nobody to pass them to.
+            let key = self.key;
+            let others_lack = st
+                .peers
+                .iter()
+                .any(|(k, p)| *k != key && !p.pieces.is_complete());
+            let alone = if others_lack {
+                st.held_alone.values().filter(|k| **k == key).count()
+            } else {
+                0
+            };
+            while skip.len() + alone < limit {
                 match st.pick_suggestion(&self.conn.peer_pieces, &self.their_repair, &skip) {
                     Some(piece) => skip.push(piece),
                     None => break,
@@ -57,10 +79,31 @@ impl PeerTask {
         }
     }
 
-    /// The peer now has `piece` (coded numbering): a suggestion taken.
-    pub(crate) fn suggestion_taken(&mut self, piece: u32) {
-        if let Some(link) = self.link.as_mut() {
+    /// The peer announced `piece` (coded numbering; called once it counts
+    /// in the picker's availability). If we suggested it, the suggestion
+    /// was taken, and the peer holds it alone unless another peer has it;
+    /// if another peer took it from us alone, that one may have more.
+    pub(crate) fn peer_announced(&mut self, piece: u32) {
+        let taken = self.link.as_mut().is_some_and(|link| {
+            let before = link.suggested_to.len();
             link.suggested_to.retain(|&p| p != piece);
+            link.suggested_to.len() != before
+        });
+        {
+            let mut st = self.torrent.lock();
+            if let Some(&holder) = st.held_alone.get(&piece) {
+                if holder != self.key {
+                    st.held_alone.remove(&piece);
+                    if let Some(p) = st.peers.get(&holder) {
+                        let _ = p.tx.send(PeerCmd::Replicated);
+                    }
+                }
+            }
+            if taken && st.picker.availability_of(piece) <= 1 {
+                st.held_alone.insert(piece, self.key);
+            }
+        }
+        if taken {
             self.suggest_more();
         }
     }

@@ -384,7 +384,6 @@ impl PeerTask {
                 self.refill();
             }
             PeerEvent::Have(piece) => {
-                self.suggestion_taken(piece);
                 {
                     let mut st = self.torrent.lock();
                     st.picker.add_peer_have(piece);
@@ -392,6 +391,7 @@ impl PeerTask {
                         p.pieces.set(piece);
                     }
                 }
+                self.peer_announced(piece);
                 if !self.our_have.has(piece) {
                     self.they_have_we_lack += 1;
                     self.update_interest();
@@ -493,18 +493,14 @@ impl PeerTask {
         match cmd {
             PeerCmd::Have(piece) => {
                 if self.our_have.set(piece) {
-                    // A suggesting seed learns from the HAVE that its
-                    // suggestion was taken (`coded::suggest`).
-                    let suggesting = self.link.as_ref().is_some_and(|l| l.suggesting);
-                    if suggesting {
-                        self.send(Message::Have { piece });
-                    }
+                    // Every peer hears, even one that has the piece (as BEP 3
+                    // does): it counts who holds what — who is a seed, and
+                    // for a suggesting seed whether its suggestion was taken
+                    // and passed on (`coded::suggest`).
+                    self.send(Message::Have { piece });
                     if self.conn.peer_pieces.has(piece) {
                         self.they_have_we_lack = self.they_have_we_lack.saturating_sub(1);
                         self.update_interest();
-                    } else if !suggesting {
-                        // Peers that already have it learn nothing from a HAVE.
-                        self.send(Message::Have { piece });
                     }
                 }
             }
@@ -530,6 +526,7 @@ impl PeerTask {
                 self.send_coded(wire::fountain::CodedMessage::PieceDone { piece })
             }
             PeerCmd::CodedLinked => {}
+            PeerCmd::Replicated => self.suggest_more(),
             PeerCmd::HaveRepair(index) => self.on_have_repair(index),
         }
         Ok(())
@@ -541,6 +538,9 @@ impl PeerTask {
             // No extended handshake came: a legacy peer after all.
             self.refill();
         }
+        // Seeding with suggestions: a peer whose pieces were passed on
+        // while nothing woke this task, or the move to QUIC that never came.
+        self.suggest_more();
         let rate = self.meter.sample(self.counters.down_total(), now);
         if self.link.is_some() {
             if let Some(coded) = self.torrent.lock().coded.as_mut() {
@@ -552,6 +552,9 @@ impl PeerTask {
             self.rtt.sample(quic.rtt(), now);
         }
         self.log_coded_figures(now);
+        if self.torrent.stalled.load(Ordering::Relaxed) {
+            self.log_idle();
+        }
         if let Some(msg) = self.conn.poll_time(now)? {
             self.writer.send(msg.to_bytes());
         }
@@ -566,6 +569,66 @@ impl PeerTask {
         }
         self.refill();
         Ok(())
+    }
+
+    /// The download is stalled: says (debug) what this peer could give us
+    /// and why we ask it nothing, if we ask nothing.
+    fn log_idle(&self) {
+        let link = self.link.as_ref();
+        let (in_flight, seeds, started, askable, entry) = {
+            let st = self.torrent.lock();
+            let seeds = st.peers.values().filter(|p| p.pieces.is_complete()).count() as u32;
+            let n = self.conn.peer_pieces.len();
+            let has = |p: u32| match p.checked_sub(n) {
+                Some(r) => self.their_repair.has(r),
+                None => self.conn.peer_pieces.has(p),
+            };
+            let started: Vec<u32> = st
+                .coded
+                .as_ref()
+                .map(|c| c.pieces().filter(|&p| has(p)).collect())
+                .unwrap_or_default();
+            let askable = link.map_or(0, |l| {
+                started
+                    .iter()
+                    .filter(|&&p| {
+                        crate::session::coded::asks_suggesting_seed(
+                            l.suggesting,
+                            &l.suggested_by_them,
+                            p,
+                            &st.picker,
+                            seeds,
+                        )
+                    })
+                    .count()
+            });
+            let in_flight = st.coded.as_ref().map_or(0, |c| c.in_flight(self.key));
+            let entry = st.peers.get(&self.key).map(|p| (p.pieces.count(), p.quic));
+            (in_flight, seeds, started.len(), askable, entry)
+        };
+        if in_flight > 0 || self.conn.outstanding_count() > 0 {
+            return;
+        }
+        tracing::debug!(
+            peer = %self.addr,
+            they_have_we_lack = self.they_have_we_lack,
+            wants_repair = self.wants_repair(),
+            interested = self.conn.am_interested,
+            choked_by_them = self.conn.peer_choking,
+            coded = link.is_some(),
+            suggesting = link.is_some_and(|l| l.suggesting),
+            suggestions = ?link.map(|l| &l.suggestions),
+            waiting = self.ext_wait_until.is_some(),
+            seeds,
+            ?entry,
+            conn_pieces = self.conn.peer_pieces.count(),
+            quic = self.quic.is_some(),
+            started_they_have = started,
+            started_askable = askable,
+            pipeline = self.pipeline_target(),
+            over_download_limit = self.read_resume_at.is_some(),
+            "asking this peer nothing"
+        );
     }
 
     pub(crate) fn update_interest(&mut self) {
