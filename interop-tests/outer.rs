@@ -168,6 +168,8 @@ fn lost_pieces_are_rebuilt_from_repair_pieces_held_by_others() {
         u(&l_end, "repair_have"),
     );
     assert!(rebuilt >= LOST as u64, "A {a_end}\nleecher {l_end}");
+    // Only pieces a rebuild actually supplied count: A lacked LOST.
+    assert!(u(&a_end, "rebuilt") <= LOST as u64, "A {a_end}");
     // Repair pieces travelled between coded peers: A started with none.
     assert!(u(&a_end, "repair_have") > 0 || u(&l_end, "repair_have") > 0);
     // No more than about one copy's worth was fetched by the leecher.

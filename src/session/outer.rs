@@ -102,25 +102,30 @@ impl TorrentShared {
                 ms = started.elapsed().as_millis() as u64,
                 "rebuilt missing pieces from the outer code"
             );
+            // Still marked as rebuilding while the pieces are counted: each
+            // verified piece asks for a rebuild, and one started now would
+            // redo this one from the pieces it just produced.
+            let mut applied = 0;
+            for (piece, data) in rebuilt {
+                applied += u32::from(this.rebuilt_piece(piece, data));
+            }
             {
                 let mut st = this.lock();
+                st.outer.rebuilt += applied;
                 st.outer.rebuilding = false;
-                st.outer.rebuilt += rebuilt.len() as u32;
-            }
-            for (piece, data) in rebuilt {
-                this.rebuilt_piece(piece, data);
             }
             this.refill_all();
         });
     }
 
     /// A rebuilt (verified and written) original: whoever was still sending
-    /// it can stop, and it counts as verified.
-    fn rebuilt_piece(self: &Arc<Self>, piece: u32, data: Vec<u8>) {
+    /// it can stop, and it counts as verified. False if it arrived by
+    /// download meanwhile.
+    fn rebuilt_piece(self: &Arc<Self>, piece: u32, data: Vec<u8>) -> bool {
         let senders = {
             let mut st = self.lock();
             if st.picker.done().has(piece) {
-                return;
+                return false;
             }
             st.failed_coded.remove(&piece);
             match st.coded.as_mut() {
@@ -130,6 +135,7 @@ impl TorrentShared {
         };
         self.tell(&senders, PeerCmd::CodedDone(piece));
         self.piece_verified(piece, data);
+        true
     }
 
     /// Generates the repair pieces we lack from the complete file, off the
