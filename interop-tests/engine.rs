@@ -1,7 +1,7 @@
 //! Our engine against itself on loopback: resume after SIGTERM without
 //! receiving verified pieces again, seeding complete data without
-//! downloading, and a peer serving corrupt blocks getting banned while the
-//! honest one is not.
+//! downloading, a seed stopping at its `--seed-ratio`, and a peer serving
+//! corrupt blocks getting banned while the honest one is not.
 
 mod harness;
 
@@ -146,6 +146,83 @@ fn complete_data_at_saveas_is_checked_and_seeded_without_downloading() {
     assert_eq!(
         std::fs::read(&saveas).unwrap(),
         std::fs::read(&s.data).unwrap()
+    );
+}
+
+#[test]
+fn a_seed_with_a_seed_ratio_stops_uploading_at_its_share_and_exits() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = setup("ratio");
+    let seed_port = free_port("127.0.0.2");
+    let mut seed = Reaped::spawn(
+        "seed",
+        get(
+            &s,
+            &s.data,
+            "127.0.0.2",
+            seed_port,
+            // Slowed so that both leechers are served for a while.
+            &[
+                "--seed-ratio".into(),
+                "0.5".into(),
+                "--max_upload_rate".into(),
+                (8 << 20).to_string(),
+            ],
+        )
+        .stdout(Stdio::piped()),
+    );
+    let seed_rx = status_lines(&mut seed.child);
+    // Listening and checked: a leecher refused at once would retry later.
+    wait_status(&seed_rx, 30, "the seed's check", |v| {
+        v["pieces_have"] == v["pieces_total"]
+    });
+    // One plain leecher and one coded (QUIC datagrams on loopback): both
+    // send paths stop at the share. They do not know each other.
+    let mut leechers = Vec::new();
+    for (name, coded, ip) in [
+        ("plain", "off", "127.0.0.1"),
+        ("coded", "auto", "127.0.0.3"),
+    ] {
+        let extra = vec![
+            "--peer".into(),
+            format!("127.0.0.2:{seed_port}"),
+            "--coded".into(),
+            coded.into(),
+        ];
+        let saveas = s.dir.path().join(format!("{name}.bin"));
+        let mut child = Reaped::spawn(
+            name,
+            get(&s, &saveas, ip, free_port(ip), &extra).stdout(Stdio::piped()),
+        );
+        let rx = status_lines(&mut child.child);
+        leechers.push((name, child, rx));
+    }
+    let status = seed.wait_timeout(Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the seed did not exit by itself: {status:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let share = SIZE as u64 / 2;
+    let uploaded = last_status(&seed_rx)["uploaded"].as_u64().unwrap();
+    // Each sending task may have one message in hand when the share is
+    // reached: a 16 KiB block or one message of symbols.
+    assert!(
+        uploaded >= share && uploaded <= share + (256 << 10),
+        "the seed uploaded {uploaded} bytes for a share of {share}"
+    );
+    // Wait for the leechers' view of it: what they hold is what they got.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut received = 0;
+    for (name, _child, rx) in &leechers {
+        let have = last_status(rx)["have_bytes"].as_u64().unwrap();
+        assert!(have > 0, "the {name} leecher got nothing");
+        assert!(have < SIZE as u64, "the {name} leecher completed");
+        received += have;
+    }
+    assert!(
+        received <= uploaded,
+        "the leechers hold {received} bytes of the {uploaded} the seed sent"
     );
 }
 

@@ -72,6 +72,13 @@ pub struct GetArgs {
     #[arg(long)]
     pub exit_on_complete: bool,
 
+    /// Stop seeding and exit once, with the data complete, the upload
+    /// reaches RATIO times the torrent's size (e.g. 1.5). 0: seed until
+    /// stopped, the default.
+    #[arg(long = "seed-ratio", visible_alias = "seed_ratio", value_name = "RATIO",
+          value_parser = parse_seed_ratio)]
+    pub seed_ratio: Option<f64>,
+
     /// Connect to this peer too (repeatable), besides the tracker's.
     #[arg(long = "peer", value_name = "ADDR:PORT")]
     pub peers: Vec<SocketAddr>,
@@ -123,6 +130,16 @@ pub struct GetArgs {
     #[arg(long = "kenosis_watch", visible_alias = "kenosis-watch", default_value = "1",
           value_name = "SECONDS", value_parser = kenosis::parse_watch)]
     pub kenosis_watch: f64,
+}
+
+/// `--seed-ratio`: a finite number ≥ 0.
+fn parse_seed_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a ratio: give a number ≥ 0 such as 1.5 (0: seed until stopped)"
+        )),
+    }
 }
 
 /// Runs `get` on its own runtime until done (or Ctrl-C / SIGTERM).
@@ -232,6 +249,7 @@ pub(crate) async fn start(args: &GetArgs) -> Result<Started> {
         tcp_congestion: args.tcp_congestion.clone(),
         coded: args.coded,
         coded_transport: args.coded_transport,
+        seed_ratio: args.seed_ratio,
         ..SessionConfig::default()
     };
     let mut session = Session::start(config).await?;
@@ -346,10 +364,10 @@ async fn run_async(args: &GetArgs) -> Result<()> {
             s.pieces_have,
             s.pieces_total,
             human_bytes(s.uploaded),
-            if exit == crate::ui::tui::Exit::Complete {
-                "; download complete"
-            } else {
-                ""
+            match exit {
+                crate::ui::tui::Exit::Complete => "; download complete",
+                crate::ui::tui::Exit::SeedRatio => "; seed ratio reached",
+                crate::ui::tui::Exit::Quit => "",
             }
         );
         return Ok(());
@@ -360,10 +378,21 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         printer.note("data complete: seeding");
     }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let upload = handle.shared.clone();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
+            _ = upload.upload.wait() => {
+                let s = handle.status();
+                printer.update(&s, true);
+                printer.note(&format!(
+                    "seed ratio reached: uploaded {} ({:.2} × the torrent); stopping",
+                    human_bytes(s.uploaded),
+                    s.uploaded as f64 / s.total_bytes.max(1) as f64
+                ));
+                break;
+            }
             changed = status.changed() => {
                 if changed.is_err() {
                     break;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::netlab::{Lab, LinkSettings, Node, Snapshot};
 use super::peers::{self, Launch, Line, Proc, PEER_PORT};
-use super::scenario::{Action, Cell, Client, Role, Scenario, When};
+use super::scenario::{Action, Cell, Client, Peer, Role, Scenario, When};
 use super::variants::Variant;
 
 const TRACKER_PORT: u16 = 6969;
@@ -269,6 +269,10 @@ struct PeerRun {
     completed_s: Option<f64>,
     started_s: Option<f64>,
     exited_early: bool,
+    /// A departing seed of ours, started with `--seed-ratio`: its exit is
+    /// the departure, at the byte, not at the next status line.
+    leaves_at_ratio: bool,
+    left_at_ratio: bool,
 }
 
 struct Run<'b, 'a> {
@@ -309,6 +313,8 @@ impl<'b, 'a> Run<'b, 'a> {
                 completed_s: None,
                 started_s: None,
                 exited_early: false,
+                leaves_at_ratio: false,
+                left_at_ratio: false,
             });
         }
         let seeds_connect = bench
@@ -348,11 +354,19 @@ impl<'b, 'a> Run<'b, 'a> {
                     .context("cannot place the seed's data")?;
             }
         }
-        let variant_args: &[&str] = if spec.client == Client::Bitfountain {
-            self.variant.get_args
-        } else {
-            &[]
-        };
+        let mut variant_args: Vec<String> = Vec::new();
+        if spec.client == Client::Bitfountain {
+            variant_args.extend(self.variant.get_args.iter().map(|a| a.to_string()));
+            // One departing seed stops itself at its share; several share
+            // one multiple between them and are sent away by `drive`.
+            let departing = |p: &Peer| p.role == Role::Seed && p.start_s == Some(0.0);
+            let lone = sc.peers.iter().filter(|p| departing(p)).count() == 1;
+            if let (Some(multiple), true, true) = (sc.seed_departure, lone, departing(spec)) {
+                variant_args.extend(["--seed-ratio".to_owned(), multiple.to_string()]);
+            }
+        }
+        let leaves_at_ratio = variant_args.iter().any(|a| a == "--seed-ratio");
+        let variant_args: Vec<&str> = variant_args.iter().map(String::as_str).collect();
         let connect: Vec<String> = if spec.role == Role::Seed {
             Vec::new()
         } else {
@@ -363,7 +377,7 @@ impl<'b, 'a> Run<'b, 'a> {
             torrent: &self.torrent,
             dir: &pdir,
             file_name: &self.bench.file_name,
-            variant_args,
+            variant_args: &variant_args,
             connect: &connect,
             lt_script: &self.bench.lt_script,
         };
@@ -375,6 +389,7 @@ impl<'b, 'a> Run<'b, 'a> {
         p.incarnation += 1;
         p.starts += 1;
         p.left = false;
+        p.leaves_at_ratio = leaves_at_ratio;
         p.uploaded_before += p.status.uploaded;
         p.status.uploaded = 0;
         p.cpu_before += p.cpu_now;
@@ -441,7 +456,13 @@ impl<'b, 'a> Run<'b, 'a> {
                     p.status.have_bytes = total;
                 }
             }
-            if proc.exited() {
+            if proc.exited() && p.leaves_at_ratio {
+                tracing::debug!("{} left at its seed ratio", p.node.name);
+                proc.reap();
+                p.proc = None;
+                p.left = true;
+                p.left_at_ratio = true;
+            } else if proc.exited() {
                 // Not a departure: a leecher that dies unfinished counts as
                 // one that never finished.
                 tracing::warn!("{} exited on its own (see its .stderr.log)", p.node.name);
@@ -536,7 +557,12 @@ impl<'b, 'a> Run<'b, 'a> {
                     .filter_map(|&i| self.peers.get(i))
                     .map(|p| p.uploaded_before + p.status.uploaded)
                     .sum();
-                if uploaded as f64 >= multiple * sc.file_size as f64 {
+                // Our seeds leave by themselves (`--seed-ratio`); the
+                // others are sent away once their status lines say so.
+                let left_by_itself = seeds
+                    .iter()
+                    .any(|&i| self.peers.get(i).is_some_and(|p| p.left_at_ratio));
+                if left_by_itself || uploaded as f64 >= multiple * sc.file_size as f64 {
                     tracing::info!("seeds uploaded {uploaded} bytes: they leave at {t:.1} s");
                     for &i in &seeds {
                         self.leave(i, false);

@@ -34,7 +34,10 @@
 //!                               #   loss_percent
 //!
 //! [seed_departure]              # the seeds leave after uploading this many
-//! upload_multiple = 1.1         #   copies of the file between them
+//! upload_multiple = 1.1         #   copies of the file between them (a lone
+//!                               #   seed of ours stops itself at the byte,
+//!                               #   with --seed-ratio; others are stopped
+//!                               #   when a status line says so)
 //!
 //! [[events]]
 //! at_s = 5                      # or after_seed_left_s = 0

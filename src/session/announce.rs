@@ -172,7 +172,7 @@ fn announce_request(torrent: &TorrentShared, event: Event, key: u32) -> Announce
         info_hash: torrent.info.info_hash,
         peer_id: torrent.config.peer_id,
         port: torrent.listen_port,
-        uploaded: torrent.uploaded.load(Ordering::Relaxed),
+        uploaded: torrent.upload.uploaded(),
         downloaded: torrent.downloaded.load(Ordering::Relaxed),
         left: status.total_bytes - status.have_bytes,
         event,

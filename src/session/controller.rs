@@ -119,11 +119,10 @@ fn start_flush(
 /// log speaks.
 const STALL_AFTER: Duration = Duration::from_secs(2);
 
-/// While downloading with nothing arriving, or nothing completing for
-/// [`STALL_AFTER`] (a rate meter decays for many seconds after data stops),
-/// says (at debug level) what is in progress and who could send it: the
-/// first thing to look at when a download stalls. `progress` is the count
-/// of pieces held and when it last changed.
+/// While downloading with nothing completing for [`STALL_AFTER`], says
+/// (at debug level) what is in progress and who could send it: the first
+/// thing to look at when a download stalls. `progress` is the count of
+/// pieces held and when it last changed.
 fn log_stall(torrent: &TorrentShared, progress: &mut (u32, Instant), now: Instant) {
     if !tracing::enabled!(tracing::Level::DEBUG) {
         return;
@@ -134,9 +133,10 @@ fn log_stall(torrent: &TorrentShared, progress: &mut (u32, Instant), now: Instan
         *progress = (held, now);
     }
     let stuck = now.duration_since(progress.1) >= STALL_AFTER;
+    // Not the rate meters: they decay for many seconds after data stops,
+    // and read zero before their first sample.
+    let stalled = !st.picker.done().is_complete() && stuck;
     let down: f64 = st.peers.values().map(|p| p.down_meter.rate()).sum();
-    // (The rate meters decay towards zero without reaching it.)
-    let stalled = !st.picker.done().is_complete() && (down < 1024.0 || stuck);
     torrent.stalled.store(stalled, Ordering::Relaxed);
     if !stalled || st.peers.is_empty() {
         return;
@@ -175,7 +175,7 @@ fn log_stall(torrent: &TorrentShared, progress: &mut (u32, Instant), now: Instan
         ?in_progress,
         ?coded_in_flight,
         verifying = torrent.verifying.load(Ordering::Relaxed),
-        "nothing arriving"
+        "no piece completed lately"
     );
 }
 

@@ -11,6 +11,7 @@ pub mod peer;
 pub mod picker;
 pub mod quic;
 pub mod rate;
+pub mod share;
 pub mod status;
 pub mod torrent;
 
@@ -79,6 +80,9 @@ pub struct SessionConfig {
     pub tcp_congestion: Option<String>,
     pub coded: CodedMode,
     pub coded_transport: CodedTransport,
+    /// `--seed-ratio`: once complete, upload at most this many times the
+    /// torrent's size (`None`: seed until stopped).
+    pub seed_ratio: Option<f64>,
 }
 
 impl Default for SessionConfig {
@@ -95,6 +99,7 @@ impl Default for SessionConfig {
             tcp_congestion: None,
             coded: CodedMode::Auto,
             coded_transport: CodedTransport::Auto,
+            seed_ratio: None,
         }
     }
 }

@@ -159,7 +159,8 @@ pub struct TorrentShared {
     pub config: Arc<SessionConfig>,
     pub listen_port: u16,
     pub state: Mutex<TorrentState>,
-    pub uploaded: AtomicU64,
+    /// Payload uploaded, and `--seed-ratio`'s limit on it.
+    pub upload: super::share::UploadBudget,
     pub downloaded: AtomicU64,
     pub wasted: AtomicU64,
     /// Useful payload received as plain blocks and as coded symbols, over
@@ -261,6 +262,8 @@ impl TorrentShared {
             }
         };
         let (status_tx, _) = watch::channel(TorrentStatus::default());
+        let upload =
+            super::share::UploadBudget::new(config.seed_ratio, info.geometry.total_length());
         Arc::new(TorrentShared {
             trackers,
             storage,
@@ -292,7 +295,7 @@ impl TorrentShared {
                 },
             }),
             info,
-            uploaded: AtomicU64::new(0),
+            upload,
             downloaded: AtomicU64::new(0),
             wasted: AtomicU64::new(0),
             received_plain: AtomicU64::new(0),
@@ -314,6 +317,14 @@ impl TorrentShared {
             uplink,
             started: Instant::now(),
         })
+    }
+
+    /// Counts payload handed to a peer; past `--seed-ratio`'s share of a
+    /// complete torrent, [`UploadBudget::reached`](super::share::UploadBudget::reached)
+    /// tells peer tasks to send no more. Call without the state lock.
+    pub fn record_upload(&self, bytes: u64) {
+        self.upload
+            .record(bytes, || self.lock().completed_at.is_some());
     }
 
     pub fn lock(&self) -> MutexGuard<'_, TorrentState> {
@@ -546,6 +557,7 @@ impl TorrentShared {
             let _ = self.status_tx.send(self.status());
             self.completed.notify_waiters();
             self.completed.notify_one();
+            self.upload.recheck(|| true);
         } else {
             self.maybe_rebuild();
         }
@@ -673,7 +685,7 @@ impl TorrentShared {
             down_rate: peers.iter().map(|p| p.down_rate).sum(),
             up_rate: peers.iter().map(|p| p.up_rate).sum(),
             downloaded: self.downloaded.load(Ordering::Relaxed),
-            uploaded: self.uploaded.load(Ordering::Relaxed),
+            uploaded: self.upload.uploaded(),
             wasted: self.wasted.load(Ordering::Relaxed),
             received_plain: self.received_plain.load(Ordering::Relaxed),
             received_coded: self.received_coded.load(Ordering::Relaxed),

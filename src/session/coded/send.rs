@@ -80,7 +80,10 @@ impl PeerTask {
 
     /// Sends queued stream symbols while the socket keeps up.
     pub(crate) async fn serve_coded_stream(&mut self) -> Result<()> {
-        while self.writer.queued() < WRITE_HIGH_WATER && self.serve_resume_at.is_none() {
+        while self.writer.queued() < WRITE_HIGH_WATER
+            && self.serve_resume_at.is_none()
+            && !self.torrent.upload.reached()
+        {
             let Some((t, their_id)) = self.link.as_ref().map(|l| (l.t, l.their_id)) else {
                 return Ok(());
             };
@@ -165,7 +168,7 @@ impl PeerTask {
 
     fn account_upload(&mut self, bytes: u64) {
         self.counters.up.fetch_add(bytes, Ordering::Relaxed);
-        self.torrent.uploaded.fetch_add(bytes, Ordering::Relaxed);
+        self.torrent.record_upload(bytes);
         let delay = self.torrent.up_limit.reserve(bytes);
         if !delay.is_zero() {
             self.serve_resume_at = Some(tokio::time::Instant::now() + delay);
@@ -217,6 +220,9 @@ impl PeerTask {
 
     /// When the next datagram may go out, if any is waiting.
     pub(crate) fn datagrams_due(&self) -> Option<tokio::time::Instant> {
+        if self.torrent.upload.reached() {
+            return None;
+        }
         let link = self.link.as_ref().filter(|l| l.has_datagrams())?;
         let at = link.pacer.as_ref()?.next_send_time(Instant::now());
         let at = match self.serve_resume_at {
@@ -243,7 +249,11 @@ impl PeerTask {
                 .as_ref()
                 .is_some_and(|p| p.next_send_time(now) <= now);
             let idle = due && !link.has_datagrams();
-            if !due || !link.has_datagrams() || self.serve_resume_at.is_some() {
+            if !due
+                || !link.has_datagrams()
+                || self.serve_resume_at.is_some()
+                || self.torrent.upload.reached()
+            {
                 if idle {
                     // Nothing requested: the gap is ours, not the path's.
                     if let Some(p) = self.link.as_mut().and_then(|l| l.pacer.as_mut()) {

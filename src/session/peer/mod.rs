@@ -707,7 +707,10 @@ impl PeerTask {
     /// limit allows.
     async fn serve(&mut self) -> Result<()> {
         self.serve_coded_stream().await?;
-        while self.writer.queued() < WRITE_HIGH_WATER && self.serve_resume_at.is_none() {
+        while self.writer.queued() < WRITE_HIGH_WATER
+            && self.serve_resume_at.is_none()
+            && !self.torrent.upload.reached()
+        {
             let Some(block) = self.conn.next_request() else {
                 break;
             };
@@ -726,7 +729,7 @@ impl PeerTask {
             self.writer.send(slice);
             let len = u64::from(block.length);
             self.counters.up.fetch_add(len, Ordering::Relaxed);
-            self.torrent.uploaded.fetch_add(len, Ordering::Relaxed);
+            self.torrent.record_upload(len);
             let delay = self.torrent.up_limit.reserve(len);
             if !delay.is_zero() {
                 self.serve_resume_at = Some(tokio::time::Instant::now() + delay);

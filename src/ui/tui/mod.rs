@@ -28,6 +28,8 @@ pub enum Exit {
     Quit,
     /// The download finished and `--exit-on-complete` was given.
     Complete,
+    /// `--seed-ratio`'s share was uploaded.
+    SeedRatio,
 }
 
 /// Puts the terminal back (cooked mode, main screen, cursor) when dropped,
@@ -103,8 +105,8 @@ fn action(key: &KeyEvent) -> Action {
     }
 }
 
-/// Runs the interface until the user quits, a signal arrives, or (with
-/// `exit_on_complete`) the download finishes. Log lines should already be
+/// Runs the interface until the user quits, a signal arrives, (with
+/// `exit_on_complete`) the download finishes, or `--seed-ratio` is reached. Log lines should already be
 /// captured ([`crate::logging::capture_start`]) so startup lines show in
 /// the log view.
 pub async fn run(
@@ -140,6 +142,9 @@ pub async fn run(
         let status = handle.status();
         if exit_on_complete && status.is_complete() {
             return Ok(Exit::Complete);
+        }
+        if handle.shared.upload.reached() {
+            return Ok(Exit::SeedRatio);
         }
         let have = handle.shared.lock().picker.done().clone();
         let height = terminal.size().map(|s| s.height).unwrap_or(50);
