@@ -378,12 +378,12 @@ async fn run_async(args: &GetArgs) -> Result<()> {
         printer.note("data complete: seeding");
     }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let upload = handle.shared.clone();
+    let shared = handle.shared.clone();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            _ = upload.upload.wait() => {
+            _ = shared.upload.wait() => {
                 let s = handle.status();
                 printer.update(&s, true);
                 printer.note(&format!(

@@ -220,6 +220,12 @@ impl Proc {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Whether the process has ended with exit status 0 (a peer that
+    /// stops by its own rule, not one that crashed).
+    pub fn exited_cleanly(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(status)) if status.success())
+    }
+
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill has no memory effects; the pid is our unreaped child.
         unsafe { libc::kill(self.pid as libc::pid_t, sig) };

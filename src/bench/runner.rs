@@ -456,7 +456,7 @@ impl<'b, 'a> Run<'b, 'a> {
                     p.status.have_bytes = total;
                 }
             }
-            if proc.exited() && p.leaves_at_ratio {
+            if p.leaves_at_ratio && proc.exited_cleanly() {
                 tracing::debug!("{} left at its seed ratio", p.node.name);
                 proc.reap();
                 p.proc = None;
