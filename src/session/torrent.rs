@@ -145,6 +145,9 @@ pub struct TorrentState {
     /// Times each piece (original, then repair) was suggested to a coded
     /// peer while seeding (`coded::suggest`).
     pub suggested: Vec<u32>,
+    /// Pieces (original, then repair) a coded peer has asked us symbols
+    /// of: a suggestion not yet asked for may be given to another peer.
+    pub asked_of_us: Vec<bool>,
     /// Pieces (coded numbering) a peer took from our suggestions that no
     /// other peer has announced yet, with the peer: lost if it leaves
     /// with us (`coded::suggest`).
@@ -286,6 +289,7 @@ impl TorrentShared {
                 failed_coded: HashMap::new(),
                 outer: Default::default(),
                 suggested: Vec::new(),
+                asked_of_us: Vec::new(),
                 held_alone: HashMap::new(),
                 completed_at: complete.then(Instant::now),
                 phase: if complete {

@@ -59,6 +59,7 @@ impl PeerTask {
         };
         link.serving.push_back(Serving::new(range, delivery));
         link.serving_symbols += range.count;
+        self.torrent.lock().note_asked_of_us(range.piece);
         self.read_ahead();
         if delivery == Delivery::Stream {
             self.serve_coded_stream().await?;
